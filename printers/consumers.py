@@ -1,0 +1,36 @@
+"""Websocket consumers: they join groups and forward what realtime.py sends, nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from printers import realtime
+
+
+class FarmConsumer(AsyncWebsocketConsumer):
+    """/ws/farm/: pushes re-rendered printer cards (hx-swap-oob HTML) to signed-in users."""
+
+    feeding = False
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close()  # before accept(): the handshake is refused (HTTP 403)
+            return
+        await self.channel_layer.group_add(realtime.GROUP, self.channel_name)
+        await self.accept()
+        self.feeding = realtime.feed_subscribe()
+
+    async def disconnect(self, code: int) -> None:
+        if self.feeding:
+            self.feeding = False
+            realtime.feed_unsubscribe()
+        await self.channel_layer.group_discard(realtime.GROUP, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        pass  # the browser has nothing to say on this socket
+
+    async def cards_html(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=event["html"])

@@ -1,0 +1,301 @@
+"""Klipper through Moonraker's HTTP API (printer-protocols.md §1, mapping §6.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx
+
+from printers.drivers.base import DriverConfig, DriverError, PrinterBusy, ProbeResult, ProgressCallback
+from printers.drivers.rest import (
+    RestDriver,
+    auth_error,
+    busy_error,
+    check_target,
+    error_text,
+    format_temp,
+    http_error,
+    number,
+    obj,
+    text,
+)
+from printers.state import PrinterStatus, State, clean_percent, clean_seconds, clean_temp
+
+# Everything a dashboard needs in one request; built once, this is the 1,000-polls/s path.
+STATUS_PATH = (
+    "/printer/objects/query?webhooks&print_stats&virtual_sdcard&display_status"
+    "&extruder=temperature,target&heater_bed=temperature,target"
+)
+
+_JOB_STATES: dict[str, tuple[State, str]] = {
+    "standby": (State.IDLE, ""),
+    "printing": (State.PRINTING, ""),
+    "paused": (State.PAUSED, ""),
+    "complete": (State.FINISHED, ""),
+    # Klipper keeps "cancelled" until the next job; the printer is free again.
+    "cancelled": (State.IDLE, "Print cancelled"),
+    "error": (State.ERROR, ""),
+}
+
+
+def parse_status(payload: object) -> PrinterStatus:
+    """Map a /printer/objects/query reply onto PrinterStatus.
+
+    Fields that are missing or of the wrong type read as unknown (None / ""); only a reply
+    without the {"result": {"status": {...}}} envelope is an error.
+    """
+    result = payload.get("result") if isinstance(payload, dict) else None
+    objects = result.get("status") if isinstance(result, dict) else None
+    if not isinstance(objects, dict):
+        raise DriverError("Printer sent an unexpected reply (no result.status) — is this a Moonraker API?")
+    webhooks = obj(objects, "webhooks")
+    print_stats = obj(objects, "print_stats")
+    display = obj(objects, "display_status")
+    extruder = obj(objects, "extruder")
+    bed = obj(objects, "heater_bed")
+
+    klippy_state = webhooks.get("state")
+    if isinstance(klippy_state, str) and klippy_state != "ready":
+        if klippy_state in ("error", "shutdown"):
+            state, message = State.ERROR, text(webhooks.get("state_message")) or f"Klipper {klippy_state}"
+        else:
+            state, message = State.CONNECTING, f"Klipper not ready: {klippy_state}"
+    else:
+        job_state = print_stats.get("state")
+        mapped = _JOB_STATES.get(job_state) if isinstance(job_state, str) else None
+        if mapped is None:
+            # Klippy answered without a job state we know (empty status during startup, or a
+            # newer Klipper): not ready for work, but not a printer fault either.
+            state = State.CONNECTING
+            message = (
+                f"Klipper reported an unknown print state {job_state!r}"
+                if isinstance(job_state, str)
+                else "Klipper reported no print state"
+            )
+        else:
+            state, message = mapped
+            if state is State.ERROR:
+                message = text(print_stats.get("message")) or "Print failed"
+
+    m117 = text(display.get("message"))
+    if m117:
+        message = f"{message} · {m117}" if message else m117
+
+    fraction = number(obj(objects, "virtual_sdcard").get("progress"))
+    if fraction is None:
+        fraction = number(display.get("progress"))
+    if fraction is not None:
+        fraction = min(max(fraction, 0.0), 1.0)
+    duration = number(print_stats.get("print_duration"))
+
+    # Klipper reports no ETA; extrapolate from the byte progress of the file (crude while the
+    # first layers are slow, but it needs no metadata request on the polling path).
+    remaining: int | None = None
+    if state is State.FINISHED:
+        remaining = 0
+    elif state in (State.PRINTING, State.PAUSED) and fraction and duration is not None:
+        remaining = clean_seconds(max(duration / fraction - duration, 0.0))
+
+    filename = print_stats.get("filename")
+    return PrinterStatus(
+        state=state,
+        message=message,
+        hotend_actual=clean_temp(extruder.get("temperature")),
+        hotend_target=clean_temp(extruder.get("target")),
+        bed_actual=clean_temp(bed.get("temperature")),
+        bed_target=clean_temp(bed.get("target")),
+        progress=None if fraction is None else clean_percent(fraction * 100),
+        file=text(filename),
+        elapsed=clean_seconds(duration),
+        remaining=remaining,
+    )
+
+
+def firmware_name(server_info: Mapping[str, Any], printer_info: Mapping[str, Any] | None) -> str:
+    moonraker = _version(server_info.get("moonraker_version"))
+    klipper = _version(printer_info.get("software_version")) if printer_info is not None else ""
+    return f"Moonraker {moonraker or '(unknown version)'} · Klipper {klipper or '(not ready)'}"
+
+
+def _version(value: object) -> str:
+    version = text(value)
+    return f"v{version}" if version[:1].isdigit() else version
+
+
+class MoonrakerDriver(RestDriver):
+    protocol: ClassVar[str] = "moonraker"
+    label: ClassVar[str] = "Klipper (Moonraker)"
+
+    def __init__(self, config: DriverConfig, client: httpx.AsyncClient) -> None:
+        super().__init__(config, client)
+        self._status_request = self.status_request(self.url(STATUS_PATH))
+        self._server_info_url = self.url("/server/info")
+
+    async def fetch_status(self) -> PrinterStatus:
+        response = await self.send_status(self._status_request)
+        code = response.status_code
+        if code == 200:
+            return parse_status(self.parse_json(response, "/printer/objects/query"))
+        if code in (401, 403):
+            raise auth_error(response)
+        if code in (400, 404, 503):
+            # 404: Klippy never connected since Moonraker started (its endpoints don't exist
+            # yet); 503: Klippy disconnected; 400: Klippy rejects the query. Or a wrong URL
+            # answering 404 for everything: /server/info tells which (Moonraker 0.11, §1.6).
+            return await self._not_ready_status(response)
+        raise http_error(response)
+
+    async def _server_info(self) -> Mapping[str, Any] | None:
+        """/server/info's result, or None when nothing at this address speaks Moonraker."""
+        response = await self.send("GET", self._server_info_url)
+        if response.status_code in (401, 403):
+            raise auth_error(response)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise http_error(response)
+        try:
+            payload = self.parse_json(response, "/server/info")
+        except DriverError:
+            return None
+        result = payload.get("result") if isinstance(payload, dict) else None
+        if not isinstance(result, dict) or not ("klippy_state" in result or "moonraker_version" in result):
+            return None
+        return result
+
+    def _no_api(self) -> DriverError:
+        return DriverError(
+            f"No Moonraker API at {self.base_url} (/server/info is missing) — check the address and port",
+            permanent=True,
+        )
+
+    async def _not_ready_status(self, response: httpx.Response) -> PrinterStatus:
+        info = await self._server_info()
+        if info is None:
+            raise self._no_api()
+        klippy_state = text(info.get("klippy_state")) or "unknown"
+        if klippy_state in ("error", "shutdown"):
+            return PrinterStatus(state=State.ERROR, message=f"Klipper {klippy_state}")
+        if klippy_state == "ready":
+            # Klippy became ready between the two requests, or the query itself failed.
+            raise http_error(response)
+        return PrinterStatus(state=State.CONNECTING, message=f"Klipper not ready: {klippy_state}")
+
+    async def _printer_info(self) -> Mapping[str, Any] | None:
+        response = await self.send("GET", self.url("/printer/info"))
+        if response.status_code in (401, 403):
+            raise auth_error(response)
+        if response.status_code != 200:
+            return None  # Klippy not connected: the probe still reports Moonraker
+        try:
+            payload = self.parse_json(response, "/printer/info")
+        except DriverError:
+            return None
+        result = payload.get("result") if isinstance(payload, dict) else None
+        return result if isinstance(result, dict) else None
+
+    async def probe(self) -> ProbeResult:
+        info = await self._server_info()
+        if info is None:
+            raise self._no_api()
+        printer_info, status = await asyncio.gather(self._printer_info(), self.fetch_status())
+        firmware = firmware_name(info, printer_info)
+        return ProbeResult(firmware=firmware, status=dataclasses.replace(status, firmware=firmware))
+
+    async def _command(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: object = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> None:
+        response = await self.send("POST", self.url(path), params=params, json=json, timeout=timeout)
+        if response.is_success:
+            return
+        raise self._command_error(response)
+
+    def _command_error(self, response: httpx.Response) -> DriverError:
+        code = response.status_code
+        if code == 401:
+            return auth_error(response)
+        if code in (400, 403):
+            # 400 carries Klippy's refusal ("Print already in progress", "Printer is
+            # shutdown"); 403 a file in use.
+            return busy_error(response)
+        if code == 503:
+            return DriverError(
+                "Klipper is not ready (HTTP 503)" + (f": {t}" if (t := error_text(response)) else "")
+            )
+        return http_error(response)
+
+    async def pause(self) -> None:
+        await self._command("/printer/print/pause")
+
+    async def resume(self) -> None:
+        await self._command("/printer/print/resume")
+
+    async def cancel(self) -> None:
+        await self._command("/printer/print/cancel")
+
+    async def emergency_stop(self) -> None:
+        # Not M112 through gcode/script: that waits behind queued G-code (§1.5).
+        await self._command("/printer/emergency_stop")
+
+    async def set_temperature(self, *, hotend: float | None = None, bed: float | None = None) -> None:
+        lines = []
+        # M104/M140 set the target and return; M109/M190 would hold the request until the
+        # heater got there.
+        if hotend is not None:
+            lines.append(f"M104 S{format_temp(check_target('Hotend', hotend))}")
+        if bed is not None:
+            lines.append(f"M140 S{format_temp(check_target('Bed', bed))}")
+        if lines:
+            await self._command(
+                "/printer/gcode/script", json={"script": "\n".join(lines)}, timeout=self._command_timeout
+            )
+
+    async def start(self, remote_name: str) -> None:
+        await self._command(
+            "/printer/print/start", params={"filename": remote_name}, timeout=self._command_timeout
+        )
+
+    async def upload(
+        self,
+        path: Path,
+        *,
+        remote_name: str,
+        start: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        folder, _, filename = remote_name.strip("/").rpartition("/")
+        fields = {"root": "gcodes"}
+        if folder:
+            fields["path"] = folder
+        if start:
+            fields["print"] = "true"
+        response = await self.send_file(
+            self.url("/server/files/upload"), path, filename=filename, fields=fields, progress=progress
+        )
+        code = response.status_code
+        if code == 401:
+            raise auth_error(response)
+        if code == 403:
+            raise busy_error(response)  # "File is loaded, upload not permitted"
+        if not response.is_success:
+            raise http_error(response)
+        if not start:
+            return
+        payload = self.parse_json(response, "/server/files/upload")
+        result = payload.get("result", payload) if isinstance(payload, dict) else None
+        if not isinstance(result, dict):
+            raise DriverError("Uploaded, but the printer sent an unexpected reply about starting it")
+        if result.get("print_started") is not True:
+            queued = ""
+            if result.get("print_queued") is True:
+                queued = " (Moonraker queued it in its own job queue)"
+            raise PrinterBusy(f"Uploaded, but the printer did not start: it is busy{queued}")

@@ -1,0 +1,281 @@
+"""OctoPrint's REST API, 1.11.x (printer-protocols.md §2, mapping §6.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx
+
+from printers.drivers.base import DriverConfig, DriverError, PrinterBusy, ProbeResult, ProgressCallback
+from printers.drivers.rest import (
+    RestDriver,
+    auth_error,
+    busy_error,
+    check_target,
+    http_error,
+    obj,
+    text,
+)
+from printers.state import PrinterStatus, State, clean_percent, clean_seconds, clean_temp
+
+PRINTER_PATH = "/api/printer?exclude=sd,history"
+JOB_PATH = "/api/job"
+NOT_CONNECTED = "Printer not connected to OctoPrint (serial closed)"
+
+# comm.py getStateString(), for when the flags don't decide. Anything starting with "Error"
+# or "Offline after error" is an error (pre-1.5 OctoPrint appended the message to "Error: ").
+_TEXT_STATES: dict[str, State] = {
+    "Operational": State.IDLE,
+    "Starting": State.PRINTING,
+    "Starting print from SD": State.PRINTING,
+    "Printing": State.PRINTING,
+    "Printing from SD": State.PRINTING,
+    "Sending file to SD": State.PRINTING,
+    "Transferring file to SD": State.PRINTING,
+    "Resuming": State.PRINTING,
+    "Finishing": State.PRINTING,
+    # Still moving: busy, not yet free for the next job.
+    "Cancelling": State.PRINTING,
+    "Pausing": State.PAUSED,
+    "Paused": State.PAUSED,
+    "Offline": State.CONNECTING,
+    "Opening serial connection": State.CONNECTING,
+    "Detecting serial connection": State.CONNECTING,
+    "Detecting serial port": State.CONNECTING,
+    "Detecting baudrate": State.CONNECTING,
+    "Connecting": State.CONNECTING,
+}
+# In order: cancelling and pausing also come with printing set.
+_BUSY_FLAGS = (
+    ("cancelling", State.PRINTING),
+    ("pausing", State.PAUSED),
+    ("paused", State.PAUSED),
+    ("printing", State.PRINTING),
+)
+# Texts that say nothing the state doesn't.
+_PLAIN_TEXTS = frozenset({"Operational", "Printing", "Paused", "Offline"})
+
+
+def _is_error_text(state_text: str) -> bool:
+    return state_text.startswith(("Error", "Offline after error"))
+
+
+def _from_text(state_text: str) -> State | None:
+    if _is_error_text(state_text):
+        return State.ERROR
+    return _TEXT_STATES.get(state_text)
+
+
+def parse_status(printer: object | None, job: object) -> PrinterStatus:
+    """Map /api/printer and /api/job replies onto PrinterStatus; `printer` is None when
+    /api/printer answered 409 (OctoPrint is up, its serial connection is not)."""
+    if not isinstance(job, dict):
+        raise DriverError("Printer sent an unexpected reply to /api/job (not a JSON object)")
+    if printer is not None and not isinstance(printer, dict):
+        raise DriverError("Printer sent an unexpected reply to /api/printer (not a JSON object)")
+    job_text = text(job.get("state"))
+    job_error = text(job.get("error"))
+
+    if printer is None:
+        if _is_error_text(job_text):
+            return PrinterStatus(state=State.ERROR, message=job_error or job_text)
+        if job_text != "Offline" and _from_text(job_text) is State.CONNECTING:
+            return PrinterStatus(state=State.CONNECTING, message=f"OctoPrint is connecting ({job_text})")
+        return PrinterStatus(state=State.CONNECTING, message=NOT_CONNECTED)
+
+    printer_state = obj(printer, "state")
+    flags = obj(printer_state, "flags")
+    state_text = text(printer_state.get("text")) or job_text
+    state = _state(flags, state_text)
+
+    progress = obj(job, "progress")
+    completion = clean_percent(progress.get("completion"))
+    file = obj(obj(job, "job"), "file")
+    path = text(file.get("path")) or text(file.get("name"))
+    if state is State.IDLE and state_text == "Operational" and path and completion == 100:
+        # OctoPrint drops back to Operational when a print ends and only a PrintDone push
+        # event says it finished; the job stays selected at 100 %, which a cancelled or
+        # never-started job does not show.
+        state = State.FINISHED
+
+    if state is State.ERROR:
+        message = job_error or state_text or "Printer error"
+    elif state is State.CONNECTING and not state_text:
+        message = "OctoPrint reported no printer state"
+    elif state_text in _PLAIN_TEXTS:
+        message = ""
+    else:
+        message = state_text
+
+    temperature = obj(printer, "temperature")
+    tool0 = obj(temperature, "tool0")
+    bed = obj(temperature, "bed")
+    return PrinterStatus(
+        state=state,
+        message=message,
+        hotend_actual=clean_temp(tool0.get("actual")),
+        hotend_target=clean_temp(tool0.get("target")),
+        bed_actual=clean_temp(bed.get("actual")),
+        bed_target=clean_temp(bed.get("target")),
+        progress=completion,  # already a percentage, not a fraction
+        file=path,
+        elapsed=clean_seconds(progress.get("printTime")),
+        remaining=clean_seconds(progress.get("printTimeLeft")),
+    )
+
+
+def _state(flags: Mapping[str, Any], state_text: str) -> State:
+    """Flags first (they are booleans OctoPrint computes from its state machine), text second.
+    Only a JSON true counts: "true" or 1 from a broken proxy is not a flag."""
+    if flags.get("error") is True:
+        return State.ERROR
+    if flags.get("closedOrError") is True:
+        return State.ERROR if _is_error_text(state_text) or not state_text else State.CONNECTING
+    for name, state in _BUSY_FLAGS:
+        if flags.get(name) is True:
+            return state
+    by_text = _from_text(state_text)
+    if flags.get("ready") is True or flags.get("operational") is True:
+        # "Finishing", "Starting", "Resuming" can come with only operational set.
+        return by_text if by_text in (State.PRINTING, State.PAUSED) else State.IDLE
+    return by_text if by_text is not None else State.CONNECTING
+
+
+class OctoPrintDriver(RestDriver):
+    protocol: ClassVar[str] = "octoprint"
+    label: ClassVar[str] = "OctoPrint"
+
+    def __init__(self, config: DriverConfig, client: httpx.AsyncClient) -> None:
+        super().__init__(config, client)
+        self._printer_request = self.status_request(self.url(PRINTER_PATH))
+        self._job_request = self.status_request(self.url(JOB_PATH))
+
+    def _no_api(self, path: str) -> DriverError:
+        return DriverError(
+            f"No OctoPrint API at {self.base_url} (HTTP 404 on {path}) — check the address and port",
+            permanent=True,
+        )
+
+    async def fetch_status(self) -> PrinterStatus:
+        # return_exceptions: wait for both, so a failure never leaves the other request running.
+        printer_response, job_response = await asyncio.gather(
+            self.send_status(self._printer_request),
+            self.send_status(self._job_request),
+            return_exceptions=True,
+        )
+        if isinstance(printer_response, BaseException):
+            raise printer_response
+        if isinstance(job_response, BaseException):
+            raise job_response
+        for response in (printer_response, job_response):
+            if response.status_code in (401, 403):
+                raise auth_error(response)
+        if job_response.status_code == 404:
+            raise self._no_api(JOB_PATH)
+        if job_response.status_code != 200:
+            raise http_error(job_response)
+        job = self.parse_json(job_response, JOB_PATH)
+        if printer_response.status_code == 409:
+            return parse_status(None, job)
+        if printer_response.status_code == 404:
+            raise self._no_api("/api/printer")
+        if printer_response.status_code != 200:
+            raise http_error(printer_response)
+        return parse_status(self.parse_json(printer_response, "/api/printer"), job)
+
+    async def probe(self) -> ProbeResult:
+        response = await self.send("GET", self.url("/api/version"))
+        if response.status_code in (401, 403):
+            raise auth_error(response)
+        if response.status_code == 404:
+            raise self._no_api("/api/version")
+        if response.status_code != 200:
+            raise http_error(response)
+        version = self.parse_json(response, "/api/version")
+        if not isinstance(version, dict) or not (text(version.get("text")) or text(version.get("server"))):
+            raise DriverError(
+                f"Printer sent an unexpected reply to /api/version — is {self.base_url} OctoPrint?"
+            )
+        firmware = text(version.get("text")) or f"OctoPrint {text(version.get('server'))}"
+        status = await self.fetch_status()
+        return ProbeResult(firmware=firmware, status=dataclasses.replace(status, firmware=firmware))
+
+    async def _post(self, path: str, body: object, *, timeout: httpx.Timeout | None = None) -> httpx.Response:
+        response = await self.send("POST", self.url(path), json=body, timeout=timeout)
+        if response.is_success:
+            return response
+        code = response.status_code
+        if code in (401, 403):
+            raise auth_error(response)
+        if code == 409:
+            # "Printer is not operational", "Printer is not printing", a job is active…
+            raise busy_error(response)
+        raise http_error(response)
+
+    async def pause(self) -> None:
+        # Always an explicit action: without one OctoPrint toggles, and a retried or doubled
+        # request would resume the print it just paused.
+        await self._post(JOB_PATH, {"command": "pause", "action": "pause"})
+
+    async def resume(self) -> None:
+        await self._post(JOB_PATH, {"command": "pause", "action": "resume"})
+
+    async def cancel(self) -> None:
+        await self._post(JOB_PATH, {"command": "cancel"})
+
+    async def emergency_stop(self) -> None:
+        # OctoPrint force-sends M112 ahead of its queue, then closes the serial port.
+        await self._post("/api/printer/command", {"command": "M112"})
+
+    async def set_temperature(self, *, hotend: float | None = None, bed: float | None = None) -> None:
+        hotend = None if hotend is None else check_target("Hotend", hotend)
+        bed = None if bed is None else check_target("Bed", bed)
+        if hotend is not None:
+            await self._post("/api/printer/tool", {"command": "target", "targets": {"tool0": hotend}})
+        if bed is not None:
+            await self._post("/api/printer/bed", {"command": "target", "target": bed})
+
+    async def start(self, remote_name: str) -> None:
+        path = quote(remote_name.strip("/"), safe="/")
+        await self._post(
+            f"/api/files/local/{path}", {"command": "select", "print": True}, timeout=self._command_timeout
+        )
+
+    async def upload(
+        self,
+        path: Path,
+        *,
+        remote_name: str,
+        start: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        folder, _, filename = remote_name.strip("/").rpartition("/")
+        fields: dict[str, str] = {}
+        if folder:
+            fields["path"] = folder
+        if start:
+            fields["select"] = "true"
+            fields["print"] = "true"
+        response = await self.send_file(
+            self.url("/api/files/local"), path, filename=filename, fields=fields, progress=progress
+        )
+        code = response.status_code
+        if code in (401, 403):
+            raise auth_error(response)
+        if code == 409:
+            raise busy_error(response)  # would overwrite the file being printed
+        if not response.is_success:
+            raise http_error(response)
+        if not start:
+            return
+        reply = self.parse_json(response, "/api/files/local")
+        if not isinstance(reply, dict):
+            raise DriverError("Uploaded, but the printer sent an unexpected reply about starting it")
+        # If the printer isn't operational or is busy, OctoPrint silently drops print=true.
+        if reply.get("effectivePrint") is not True:
+            raise PrinterBusy("Uploaded, but the printer did not start: it is busy")

@@ -1,0 +1,170 @@
+"""Printers, their live status, events and temperature history."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models.functions import Mod
+from django.urls import reverse
+
+from printers.state import State
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=40, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PrinterQuerySet(models.QuerySet["Printer"]):
+    def enabled(self) -> PrinterQuerySet:
+        return self.filter(enabled=True)
+
+    def for_shard(self, index: int, count: int) -> PrinterQuerySet:
+        """Printers that poller `index` of `count` owns (stable: by primary key)."""
+        if count <= 1:
+            return self
+        return self.alias(shard=Mod("pk", count)).filter(shard=index)
+
+    def with_status(self) -> PrinterQuerySet:
+        return self.select_related("status").prefetch_related("tags")
+
+    def in_state(self, state: str) -> PrinterQuerySet:
+        if state == State.MAINTENANCE:
+            return self.filter(models.Q(enabled=False) | models.Q(status__state=state))
+        return self.filter(enabled=True, status__state=state)
+
+    def tagged(self, tag: str) -> PrinterQuerySet:
+        return self.filter(tags__name=tag)
+
+
+class Printer(models.Model):
+    class Protocol(models.TextChoices):
+        MOONRAKER = "moonraker", "Klipper (Moonraker)"
+        OCTOPRINT = "octoprint", "OctoPrint"
+
+    class Material(models.TextChoices):
+        PLA = "PLA", "PLA"
+        PETG = "PETG", "PETG"
+        ABS = "ABS", "ABS"
+        ASA = "ASA", "ASA"
+        TPU = "TPU", "TPU"
+        PA = "PA", "PA (nylon)"
+        PC = "PC", "PC"
+        OTHER = "other", "Other"
+
+    name = models.CharField(max_length=80, unique=True)
+    protocol = models.CharField(max_length=20, choices=Protocol.choices)
+    base_url = models.URLField(
+        "address", max_length=300, help_text="e.g. http://192.168.1.50:7125 or http://octopi.local"
+    )
+    # Write-only: forms and the admin never render it back (issue 4 adds encryption at rest).
+    api_key = models.CharField("API key", max_length=200, blank=True)
+    enabled = models.BooleanField(default=True, help_text="Disabled printers are not polled.")
+    tags = models.ManyToManyField(Tag, blank=True, related_name="printers")
+    location = models.CharField(max_length=120, blank=True)
+    nozzle_diameter = models.DecimalField(
+        max_digits=3,
+        decimal_places=2,
+        default=0.4,
+        validators=[MinValueValidator(0.1), MaxValueValidator(2)],
+        help_text="mm",
+    )
+    build_x = models.PositiveIntegerField("build volume X", default=220, help_text="mm")
+    build_y = models.PositiveIntegerField("build volume Y", default=220, help_text="mm")
+    build_z = models.PositiveIntegerField("build volume Z", default=250, help_text="mm")
+    material = models.CharField("loaded material", max_length=20, choices=Material.choices, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PrinterQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("printers:detail", args=[self.pk])
+
+    @property
+    def build_volume(self) -> str:
+        return f"{self.build_x}×{self.build_y}×{self.build_z}"
+
+
+class PrinterStatusRow(models.Model):
+    """The latest reading of one printer; written by the poller only when it changed."""
+
+    printer = models.OneToOneField(Printer, on_delete=models.CASCADE, primary_key=True, related_name="status")
+    state = models.CharField(
+        max_length=20, choices=[(s.value, s.label) for s in State], default=State.CONNECTING.value
+    )
+    message = models.CharField(max_length=500, blank=True)
+    hotend_actual = models.FloatField(null=True)
+    hotend_target = models.FloatField(null=True)
+    bed_actual = models.FloatField(null=True)
+    bed_target = models.FloatField(null=True)
+    progress = models.FloatField(null=True)
+    file = models.CharField(max_length=255, blank=True)
+    elapsed = models.PositiveIntegerField(null=True)
+    remaining = models.PositiveIntegerField(null=True)
+    firmware = models.CharField(max_length=200, blank=True)
+    state_since = models.DateTimeField(null=True)
+    last_seen = models.DateTimeField(null=True, help_text="Last successful contact")
+    # Bumped on every write; the change feed and websocket pushes key on it.
+    revision = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        db_table = "printers_printerstatus"
+
+    def __str__(self) -> str:
+        return f"{self.printer_id}: {self.state}"
+
+    @property
+    def state_enum(self) -> State:
+        return State(self.state)
+
+
+class PrinterEvent(models.Model):
+    class Kind(models.TextChoices):
+        STATE = "state", "State change"
+        COMMAND = "command", "Command"
+        ERROR = "error", "Error"
+        CONFIG = "config", "Configuration"
+
+    printer = models.ForeignKey(Printer, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(db_index=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    message = models.CharField(max_length=500)
+    by = models.CharField(max_length=150, blank=True, help_text="user name, or blank for the system")
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["printer", "-at"])]
+
+    def __str__(self) -> str:
+        return f"{self.printer_id} {self.at:%H:%M:%S} {self.message}"
+
+
+class TemperatureSample(models.Model):
+    """Downsampled temperature history (one row per printer per sample period, ~1 h kept)."""
+
+    printer = models.ForeignKey(Printer, on_delete=models.CASCADE, related_name="temperature_samples")
+    at = models.DateTimeField()
+    hotend_actual = models.FloatField(null=True)
+    hotend_target = models.FloatField(null=True)
+    bed_actual = models.FloatField(null=True)
+    bed_target = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["at"]
+        indexes = [models.Index(fields=["printer", "at"]), models.Index(fields=["at"])]
+
+    def __str__(self) -> str:
+        return f"{self.printer_id} {self.at:%H:%M:%S} {self.hotend_actual}/{self.bed_actual}"

@@ -1,0 +1,192 @@
+"""Live dashboard updates: render changed printer cards and push them to every open socket.
+
+What the browser receives is always HTML rendered from the `printer-card` partial of
+`printers/dashboard.html` (plus the `state-counts` block), marked `hx-swap-oob="true"`, so
+the htmx ws extension swaps exactly the cards that changed, in the grid and the wall alike.
+
+How changes reach the sockets — exactly one mechanism per configuration:
+
+* **No Redis (the default, one box, SQLite).** The channel layer is in-memory, i.e. private
+  to one process, and the poller is another process: it cannot reach our sockets. So each
+  web process runs a *change feed*: one asyncio task per process (per event loop), started
+  by the first `FarmConsumer` that connects and stopped when the last one leaves. Every
+  `PRINTFARM_FEED_INTERVAL` seconds it reads `(printer_id, revision, updated_at)` of status
+  rows with `updated_at >= cursor - 2 s` (indexed column; the overlap catches a poller
+  transaction that committed late with an earlier timestamp), drops the ones whose
+  revision it already pushed, renders the rest and `group_send`s them to "farm" through the
+  in-memory layer. Cost without sockets: nothing; with sockets and a quiet farm: one small
+  indexed query per interval per web process.
+* **REDIS_URL set.** The layer is shared by all processes, so the poller itself calls
+  `apublish_changes(printer_ids)` after each flush; the web processes just forward. The
+  feed is not started (it would push every change a second time).
+
+`apublish_changes` is therefore a no-op without Redis, and the feed a no-op with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import close_old_connections, connections
+from django.template.loader import get_template
+from django.utils import timezone
+
+from printers.cards import render_card
+from printers.models import Printer, PrinterStatusRow
+from printers.presenters import cards_for, state_counts
+
+logger = logging.getLogger(__name__)
+
+GROUP = "farm"
+MESSAGE_TYPE = "cards.html"  # -> FarmConsumer.cards_html
+COUNTS_TEMPLATE = "printers/dashboard.html#state-counts"
+FEED_OVERLAP = dt.timedelta(seconds=2)
+# Cards per websocket message: a farm-wide change (poller restart) becomes several
+# moderate frames instead of one multi-megabyte one.
+CHUNK = 100
+
+
+def uses_redis() -> bool:
+    return bool(getattr(settings, "REDIS_URL", ""))
+
+
+def render_cards(printer_ids: Iterable[int]) -> str:
+    """The printer-card partial for each printer, marked for an out-of-band swap (one query).
+
+    A printer that no longer exists gets an oob delete, so its card leaves open pages.
+    """
+    ids = list(dict.fromkeys(printer_ids))
+    if not ids:
+        return ""
+    printers = Printer.objects.with_status().filter(pk__in=ids)
+    found = set()
+    parts = []
+    for card in cards_for(printers):
+        found.add(card.pk)
+        parts.append(render_card(card, oob=True))
+    parts += [f'<div id="printer-card-{pk}" hx-swap-oob="delete"></div>' for pk in ids if pk not in found]
+    return "".join(parts)
+
+
+def render_state_counts() -> str:
+    counts, total = state_counts()
+    return get_template(COUNTS_TEMPLATE).render({"counts": counts, "total": total, "oob": True})
+
+
+def render_push(printer_ids: Sequence[int]) -> list[str]:
+    """The websocket frames announcing these changes: cards in chunks, counts in the last."""
+    ids = list(dict.fromkeys(printer_ids))
+    frames = [render_cards(ids[i : i + CHUNK]) for i in range(0, len(ids), CHUNK)] or [""]
+    frames[-1] += render_state_counts()
+    return frames
+
+
+async def _group_send(frames: Sequence[str]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for html in frames:
+        await layer.group_send(GROUP, {"type": MESSAGE_TYPE, "html": html})
+
+
+async def apublish_changes(printer_ids: Sequence[int]) -> None:
+    """Called by the poller after each flush. Pushes only when a shared (Redis) layer exists."""
+    if not printer_ids or not uses_redis():
+        return
+    frames = await sync_to_async(render_push)(list(printer_ids))
+    await _group_send(frames)
+
+
+# -- the change feed (no Redis) --------------------------------------------------------------
+
+
+class ChangeFeed:
+    """Polls status rows for changes and pushes them to this process's sockets."""
+
+    def __init__(self) -> None:
+        self.subscribers = 0
+        self.task: asyncio.Task[None] | None = None
+        self.cursor: dt.datetime = timezone.now()
+        self.sent: dict[int, int] = {}  # printer_id -> revision already pushed
+        # Its own thread, not the one every sync view of this process shares under daphne:
+        # rendering a busy farm's cards each second must not queue page loads behind it.
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="printfarm-feed")
+
+    def subscribe(self) -> None:
+        self.subscribers += 1
+        if self.task is None or self.task.done():
+            self.cursor = timezone.now()
+            self.task = asyncio.create_task(self._run(), name="printfarm-change-feed")
+
+    def unsubscribe(self) -> None:
+        self.subscribers = max(0, self.subscribers - 1)
+        if self.subscribers == 0 and self.task is not None:
+            self.task.cancel()
+            self.task = None
+            self.executor.submit(connections.close_all)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(settings.PRINTFARM_FEED_INTERVAL)
+            try:
+                frames = await sync_to_async(self._tick, thread_sensitive=False, executor=self.executor)()
+                if frames:
+                    await _group_send(frames)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A locked database or a render bug costs one tick, not the live view.
+                logger.exception("Change feed tick failed")
+
+    def _tick(self) -> list[str]:
+        # No request cycle closes the feed thread's connection: drop a broken or expired one.
+        close_old_connections()
+        return self.poll()
+
+    def poll(self) -> list[str]:
+        """One tick: the frames to push (empty when nothing changed). Runs in a thread."""
+        rows = list(
+            PrinterStatusRow.objects.filter(updated_at__gte=self.cursor - FEED_OVERLAP)
+            .order_by()
+            .values_list("printer_id", "revision", "updated_at")
+        )
+        changed = [pk for pk, revision, _ in rows if self.sent.get(pk) != revision]
+        # Render first: if it raises, the same changes are found again on the next tick.
+        frames = render_push(changed) if changed else []
+        if rows:
+            self.cursor = max(self.cursor, max(updated for _, _, updated in rows))
+        self.sent.update((pk, revision) for pk, revision, _ in rows)
+        return frames
+
+
+# One feed per event loop: daphne has one; tests and async_to_sync create others.
+_feeds: dict[asyncio.AbstractEventLoop, ChangeFeed] = {}
+
+
+def _feed() -> ChangeFeed:
+    loop = asyncio.get_running_loop()
+    for stale in [lp for lp in _feeds if lp.is_closed()]:
+        del _feeds[stale]
+    return _feeds.setdefault(loop, ChangeFeed())
+
+
+def feed_subscribe() -> bool:
+    """A socket joined the farm group; True if it now keeps this process's feed running."""
+    if uses_redis():
+        return False
+    _feed().subscribe()
+    return True
+
+
+def feed_unsubscribe() -> None:
+    """The inverse of a feed_subscribe() that returned True."""
+    feed = _feeds.get(asyncio.get_running_loop())
+    if feed is not None:
+        feed.unsubscribe()

@@ -1,0 +1,107 @@
+"""The simulator's own JSON control API: list printers, switch faults, start prints, read stats."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from printers.simulator.common import FARM, json_response, read_json
+from printers.simulator.common import BadRequest as _BadRequest
+
+if TYPE_CHECKING:
+    from printers.simulator.farm import SimulatedFarm
+
+
+def _error(status: int, message: str) -> web.Response:
+    return json_response({"error": message}, status=status)
+
+
+def _index(request: web.Request) -> int:
+    farm: SimulatedFarm = request.app[FARM]
+    try:
+        index = int(request.match_info["index"])
+    except ValueError:
+        index = -1
+    if not 0 <= index < len(farm.printers):
+        raise _BadRequest(f"No printer with index {request.match_info['index']}", 404)
+    return index
+
+
+async def list_printers(request: web.Request) -> web.Response:
+    farm: SimulatedFarm = request.app[FARM]
+    return json_response(farm.describe())
+
+
+async def printer_detail(request: web.Request) -> web.Response:
+    farm: SimulatedFarm = request.app[FARM]
+    return json_response(farm.describe_printer(_index(request)))
+
+
+async def set_fault(request: web.Request) -> web.Response:
+    farm: SimulatedFarm = request.app[FARM]
+    index = _index(request)
+    body = await read_json(request)
+    if "fault" not in body:
+        raise _BadRequest('Expected {"fault": <name or null>, "delay": <seconds>}')
+    delay = body.get("delay", 3.0)
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+        raise _BadRequest("delay must be a number of seconds >= 0")
+    try:
+        farm.set_fault(index, body["fault"], delay=float(delay))
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from exc
+    return json_response(farm.describe_printer(index))
+
+
+async def start_print(request: web.Request) -> web.Response:
+    farm: SimulatedFarm = request.app[FARM]
+    index = _index(request)
+    body = await read_json(request)
+    filename = body.get("filename")
+    duration = body.get("duration")
+    if not isinstance(filename, str) or not filename:
+        raise _BadRequest("filename is required")
+    if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float)):
+        raise _BadRequest("duration must be a number of simulated seconds")
+    try:
+        farm.start_print(index, filename, duration=duration)
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from exc
+    except RuntimeError as exc:
+        raise _BadRequest(str(exc), 409) from exc
+    return json_response(farm.describe_printer(index))
+
+
+async def stats(request: web.Request) -> web.Response:
+    return json_response(request.app[FARM].stats())
+
+
+async def reset_stats(request: web.Request) -> web.Response:
+    farm: SimulatedFarm = request.app[FARM]
+    farm.reset_stats()
+    return json_response(farm.stats())
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except _BadRequest as exc:
+        return _error(exc.status, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason)
+
+
+def build_control_app(farm: SimulatedFarm) -> web.Application:
+    app = web.Application(middlewares=[_errors])
+    app[FARM] = farm
+    app.router.add_get("/printers", list_printers)
+    app.router.add_get("/printers/{index}", printer_detail)
+    app.router.add_post("/printers/{index}/fault", set_fault)
+    app.router.add_post("/printers/{index}/print", start_print)
+    app.router.add_get("/stats", stats)
+    app.router.add_post("/stats/reset", reset_stats)
+    return app

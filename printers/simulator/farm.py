@@ -1,0 +1,449 @@
+"""SimulatedFarm: N simulated printers, one loopback port each, plus a control server.
+
+Port layout: printer i listens on base_port + i (base_port=0: an ephemeral port each) with its
+API at the root path like a real device; the control API has its own port. One aiohttp
+Application per protocol serves all printers of that protocol; the request's local port says
+which printer it is for. "offline" closes that printer's listening socket and keeps the port
+bound but not listening, so clients get a real "connection refused" and the port number
+survives until the fault clears.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from printers.simulator import control, moonraker, octoprint
+from printers.simulator.files import UploadRejected, clean_path
+from printers.simulator.printer import FAULTS, PROTOCOLS, READY, SimPrinter
+from printers.simulator.stats import SAMPLE_INTERVAL, FarmStats
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+LISTEN_BACKLOG = 128
+SHUTDOWN_TIMEOUT = 1.0  # seconds aiohttp waits for in-flight handlers on stop
+CALL_TIMEOUT = 30.0  # seconds a thread waits for the farm's loop to run a call
+
+
+def _drop(transport: asyncio.BaseTransport) -> None:
+    """Kill a connection now: keep-alive connections die with the "device".
+
+    transport.abort() only closes the socket on the next loop iteration; shutting it down
+    first makes a client on the same loop see EOF right away and reconnect (-> refused)
+    instead of writing its next request into a dying connection.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    transport.abort()
+
+
+def check_loopback(host: str) -> str:
+    """The host to bind, refusing anything but loopback (the simulator is never exposed)."""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError as exc:
+        raise ValueError(f"Simulator host must be a loopback IP address, not {host!r}") from exc
+    if not address.is_loopback:
+        raise ValueError(f"Simulator host must be loopback (127.0.0.1 or ::1), not {host!r}")
+    return host
+
+
+class SimulatedFarm:
+    """Simulated Moonraker/OctoPrint printers on loopback ports. See the module docstring."""
+
+    def __init__(
+        self,
+        count: int = 3,
+        protocol: str = "mixed",
+        host: str = "127.0.0.1",
+        base_port: int = 0,
+        control_port: int = 0,
+        speed: float = 1.0,
+        api_key: str = "",
+        upload_dir: str | Path | None = None,
+    ) -> None:
+        if protocol not in (*PROTOCOLS, "mixed"):
+            raise ValueError(f"protocol must be moonraker, octoprint or mixed, not {protocol!r}")
+        if count < 1:
+            raise ValueError("count must be >= 1")
+        if speed <= 0:
+            raise ValueError("speed must be > 0")
+        if base_port and not 0 < base_port <= 65535 - count + 1:
+            raise ValueError(f"ports {base_port}..{base_port + count - 1} out of range")
+        self.host = check_loopback(host)
+        self.base_port = base_port
+        self.speed = float(speed)
+        self.api_key = api_key
+        self._control_port = control_port
+        self._own_upload_dir = upload_dir is None
+        self.upload_dir = Path(upload_dir) if upload_dir is not None else None
+        self.printers: list[SimPrinter] = []
+        for index in range(count):
+            kind = protocol if protocol != "mixed" else PROTOCOLS[index % 2]
+            self.printers.append(
+                SimPrinter(
+                    index=index,
+                    protocol=kind,
+                    host=self.host,
+                    port=base_port + index if base_port else 0,
+                    speed=self.speed,
+                    storage=Path(),  # set in start() once upload_dir exists
+                )
+            )
+        self.stats_counters = FarmStats(count)
+        self._by_port: dict[int, SimPrinter] = {}
+        self._socks: dict[int, socket.socket] = {}  # printer index -> bound socket (listening or not)
+        self._runners: dict[str, web.AppRunner] = {}
+        self._control_runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reopening: dict[int, asyncio.Task[None]] = {}  # printer index -> socket reopen
+        self._reopen_started: set[int] = set()
+        self._t0 = time.monotonic()
+        self._state = "new"  # new -> running -> stopped
+
+    # -- clock and lookups (called from request handlers on the loop) ----------------------
+
+    def sim_now(self) -> float:
+        """Simulated seconds since the farm was created."""
+        return (time.monotonic() - self._t0) * self.speed
+
+    def printer_for_port(self, port: int) -> SimPrinter | None:
+        return self._by_port.get(port)
+
+    async def wait_closing(self, timeout: float | None) -> bool:
+        """Sleep `timeout` seconds (None: forever) unless the farm stops first; True if it stopped."""
+        assert self._closing is not None
+        if self._closing.is_set():
+            return True
+        if timeout is None:
+            await self._closing.wait()
+            return True
+        try:
+            await asyncio.wait_for(self._closing.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def control_port(self) -> int:
+        return self._control_port
+
+    @property
+    def control_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._control_port}"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._state != "new":
+            raise RuntimeError("a SimulatedFarm can be started once")
+        self._state = "running"
+        self._loop = asyncio.get_running_loop()
+        self._closing = asyncio.Event()
+        if self.upload_dir is None:
+            self.upload_dir = Path(tempfile.mkdtemp(prefix="printfarm-sim-"))
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
+        assert self.upload_dir is not None and self._loop is not None
+        builders = {"moonraker": moonraker.build_app, "octoprint": octoprint.build_app}
+        for kind in sorted({p.protocol for p in self.printers}):
+            # handler_cancellation: a client that gives up on a blackholed/slow request
+            # cancels its handler, so hung requests never pile up.
+            runner = web.AppRunner(
+                builders[kind](self),
+                access_log=None,
+                handler_cancellation=True,
+                shutdown_timeout=SHUTDOWN_TIMEOUT,
+            )
+            await runner.setup()
+            self._runners[kind] = runner
+        for p in self.printers:
+            p.storage = self.upload_dir / p.name  # directories appear with the first upload
+            p.scan_files()
+            sock = self._bind(p.port)
+            p.port = sock.getsockname()[1]
+            self._socks[p.index] = sock
+            self._by_port[p.port] = p
+            if p.fault != "offline":
+                sock.listen(LISTEN_BACKLOG)
+                p.server = await self._loop.create_server(
+                    self._runners[p.protocol].server,  # type: ignore[arg-type]
+                    sock=sock,
+                    backlog=LISTEN_BACKLOG,
+                )
+        control_runner = web.AppRunner(control.build_control_app(self), access_log=None)
+        await control_runner.setup()
+        self._control_runner = control_runner
+        sock = self._bind(self._control_port)
+        self._control_port = sock.getsockname()[1]
+        await web.SockSite(control_runner, sock).start()
+        self._spawn(self._sample_forever())
+        logger.info("simulated farm: %d printers, control %s", len(self.printers), self.control_url)
+
+    async def stop(self) -> None:
+        """Close every socket and connection; hung (blackhole/slow) requests are dropped."""
+        if self._state == "stopped":
+            return
+        self._state = "stopped"
+        if self._closing is not None:
+            self._closing.set()
+        for task in list(self._reopening.values()):
+            with contextlib.suppress(BaseException):
+                await task
+        for p in self.printers:
+            server, p.server = p.server, None
+            if server is not None:
+                server.close()
+        for sock in self._socks.values():
+            sock.close()
+        self._socks.clear()
+        for runner in self._runners.values():
+            await runner.cleanup()
+        self._runners.clear()
+        if self._control_runner is not None:
+            await self._control_runner.cleanup()
+            self._control_runner = None
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._own_upload_dir and self.upload_dir is not None:
+            shutil.rmtree(self.upload_dir, ignore_errors=True)
+
+    def _bind(self, port: int) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, port))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"cannot bind {self.host}:{port}: {exc.strerror}") from exc
+        return sock
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _sample_forever(self) -> None:
+        printers = self.printers
+        while True:
+            await asyncio.sleep(SAMPLE_INTERVAL)
+            self.stats_counters.sample([p.fault is not None for p in printers])
+
+    # -- thread-safe public calls ---------------------------------------------------------
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run fn on the farm's loop: directly when already there, else via the loop and wait."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop or not loop.is_running():
+            return fn()
+
+        async def run() -> T:
+            value = fn()
+            await asyncio.sleep(0)  # let aborted connections finish closing
+            # Let a reopened socket finish registering, so "cleared" means served on return.
+            for task in list(self._reopening.values()):
+                with contextlib.suppress(BaseException):
+                    await task
+            return value
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(CALL_TIMEOUT)
+
+    def _printer(self, index: int) -> SimPrinter:
+        if not 0 <= index < len(self.printers):
+            raise ValueError(f"No printer with index {index}")
+        return self.printers[index]
+
+    def set_fault(self, index: int, fault: str | None, delay: float = 3.0) -> None:
+        """Switch printer `index` to `fault` (one of FAULTS); None or "none" clears it."""
+        if fault == "none" or fault == "":
+            fault = None
+        if fault is not None and fault not in FAULTS:
+            raise ValueError(f"Unknown fault {fault!r}; expected one of {', '.join(FAULTS)} or none")
+        if delay < 0:
+            raise ValueError("delay must be >= 0")
+        self._call(lambda: self._set_fault(self._printer(index), fault, float(delay)))
+
+    def _set_fault(self, p: SimPrinter, fault: str | None, delay: float) -> None:
+        was_offline = p.fault == "offline"
+        p.fault = fault
+        p.fault_delay = delay
+        if self._state != "running":
+            return  # applied by start()
+        if fault == "offline" and not was_offline:
+            self._go_offline(p)
+        elif was_offline and fault != "offline":
+            self._go_online(p)
+
+    def _go_offline(self, p: SimPrinter) -> None:
+        server, p.server = p.server, None
+        pending = self._reopening.get(p.index)
+        if server is not None:
+            server.close()  # closes the listening socket now
+            self._socks[p.index] = self._bind(p.port)
+        elif pending is not None and p.index not in self._reopen_started:
+            # The reopen has not run yet: drop it and its (listening) socket.
+            pending.cancel()
+            self._reopening.pop(p.index, None)
+            self._socks[p.index].close()
+            self._socks[p.index] = self._bind(p.port)
+        # else: a reopen is mid-way; it sees the fault when it resumes and goes offline itself.
+        runner = self._runners[p.protocol]
+        if runner.server is not None:
+            for handler in runner.server.connections:
+                transport = handler.transport
+                if transport is not None and transport.get_extra_info("sockname")[1] == p.port:
+                    _drop(transport)
+
+    def _go_online(self, p: SimPrinter) -> None:
+        # The bound socket listens from this moment (connections wait in the backlog), so a
+        # caller on the loop sees the printer back immediately; serving starts in `serve`.
+        sock = self._socks[p.index]
+        sock.listen(LISTEN_BACKLOG)
+        loop = self._loop
+        assert loop is not None
+
+        async def serve() -> None:
+            self._reopen_started.add(p.index)
+            try:
+                server = await loop.create_server(
+                    self._runners[p.protocol].server,  # type: ignore[arg-type]
+                    sock=sock,
+                    backlog=LISTEN_BACKLOG,
+                )
+            finally:
+                self._reopen_started.discard(p.index)
+                self._reopening.pop(p.index, None)
+            if p.fault == "offline" or self._state != "running":
+                server.close()
+                if self._state == "running":
+                    self._socks[p.index] = self._bind(p.port)
+            else:
+                p.server = server
+
+        task = loop.create_task(serve())
+        self._reopening[p.index] = task
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def start_print(self, index: int, filename: str, duration: float | None = None) -> None:
+        """Start printing `filename` now (it need not have been uploaded); for tests and demos."""
+
+        def run() -> None:
+            p = self._printer(index)
+            try:
+                rel = clean_path(filename)
+            except UploadRejected as exc:
+                raise ValueError(exc.message) from exc
+            now = self.sim_now()
+            p.advance(now)
+            if p.link != READY:
+                raise RuntimeError(f"{p.name} firmware is not ready ({p.link})")
+            p.start(now, rel, duration=duration)
+
+        self._call(run)
+
+    def stats(self) -> dict[str, Any]:
+        return self._call(self.stats_counters.snapshot)
+
+    def reset_stats(self) -> None:
+        self._call(self.stats_counters.reset)
+
+    def describe_printer(self, index: int) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            p = self._printer(index)
+            now = self.sim_now()
+            p.advance(now)
+            return {
+                "index": p.index,
+                "name": p.name,
+                "protocol": p.protocol,
+                "port": p.port,
+                "base_url": p.base_url,
+                "state": p.summary_state(),
+                "fault": p.fault,
+                "fault_delay": p.fault_delay,
+                "file": p.job_file,
+                "progress": round(p.progress(now) * 100, 1) if p.job_file else None,
+                "hotend": p.extruder.temperature(now),
+                "bed": p.bed.temperature(now),
+                "last_status_age": self.stats_counters.last_status_age(p.index),
+            }
+
+        return self._call(run)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return self._call(lambda: [self.describe_printer(i) for i in range(len(self.printers))])
+
+
+@contextlib.contextmanager
+def running_farm(count: int = 3, **options: Any) -> Iterator[SimulatedFarm]:
+    """Run a SimulatedFarm (same arguments) on its own event loop in a daemon thread, for sync code."""
+    farm = SimulatedFarm(count, **options)
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(farm.start())
+        except BaseException as exc:
+            failure.append(exc)
+            started.set()
+            loop.close()
+            return
+        started.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    thread = threading.Thread(target=run, name="simulated-farm", daemon=True)
+    thread.start()
+    started.wait()
+    if failure:
+        thread.join()
+        raise failure[0]
+    try:
+        yield farm
+    finally:
+        try:
+            asyncio.run_coroutine_threadsafe(farm.stop(), loop).result(CALL_TIMEOUT)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(CALL_TIMEOUT)

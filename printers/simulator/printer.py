@@ -1,0 +1,301 @@
+"""One simulated printer: heaters, the job state machine and its files, all computed lazily from time.
+
+Nothing ticks: every value is a function of simulated time (`now`, seconds) evaluated when a
+request asks, so 1,000 idle printers cost nothing between polls. Callers call `advance(now)`
+first so that a print that ended between two requests ends at the right moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import shutil
+from pathlib import Path
+
+from printers.simulator.files import SimFile, describe_file
+
+FAULTS = ("offline", "blackhole", "slow", "http500", "malformed", "not_ready", "reset_upload")
+PROTOCOLS = ("moonraker", "octoprint")
+
+AMBIENT = 22.0
+SETTLE = 0.3  # within this of the goal a heater reads exactly the goal
+# Heater time constants in real seconds at speed 1; scaled by 1/sqrt(speed) so heat-up stays
+# visible in a sped-up demo while prints race through.
+EXTRUDER_TAU = 15.0
+BED_TAU = 30.0
+DEFAULT_DURATION = 600.0  # simulated seconds when the file carries no slicer estimate
+DEFAULT_HOTEND = 210.0
+DEFAULT_BED = 60.0
+RESTART_SECONDS = 2.0  # simulated time Klipper takes to come back after FIRMWARE_RESTART
+FILAMENT_PER_SECOND = 8.0  # mm of filament per simulated print second (for print_stats)
+
+# Job states use Klipper's print_stats vocabulary; OctoPrint renders them as its state texts.
+STANDBY, PRINTING, PAUSED, COMPLETE, CANCELLED, ERROR = (
+    "standby",
+    "printing",
+    "paused",
+    "complete",
+    "cancelled",
+    "error",
+)
+# Firmware link: Klippy state for Moonraker, serial connection for OctoPrint.
+READY = "ready"
+SHUTDOWN = "shutdown"  # Klippy after an e-stop; OctoPrint "Offline after error"
+STARTUP = "startup"  # Klippy restarting after FIRMWARE_RESTART
+CLOSED = "closed"  # OctoPrint serial disconnected by the user
+
+
+class Heater:
+    """Exponential approach to max(target, ambient), settling exactly on the goal."""
+
+    __slots__ = ("t0", "tau", "target", "temp0")
+
+    def __init__(self, tau: float) -> None:
+        self.tau = tau  # simulated seconds
+        self.t0 = 0.0
+        self.temp0 = AMBIENT
+        self.target = 0.0
+
+    def _exact(self, now: float) -> float:
+        goal = self.target if self.target > AMBIENT else AMBIENT
+        temp = goal + (self.temp0 - goal) * math.exp(-max(0.0, now - self.t0) / self.tau)
+        return goal if abs(temp - goal) <= SETTLE else temp
+
+    def temperature(self, now: float) -> float:
+        return round(self._exact(now), 1)
+
+    def power(self, now: float) -> float:
+        if self.target <= 0:
+            return 0.0
+        temp = self._exact(now)
+        if temp < self.target - 2:
+            return 1.0
+        return 0.35 if temp <= self.target else 0.0
+
+    def set_target(self, now: float, target: float) -> None:
+        self.temp0 = self._exact(now)
+        self.t0 = now
+        self.target = max(0.0, float(target))
+
+
+class SimPrinter:
+    """State of one simulated printer. Protocol modules read it and call its transitions."""
+
+    def __init__(self, *, index: int, protocol: str, host: str, port: int, speed: float, storage: Path):
+        self.index = index
+        self.protocol = protocol
+        self.name = f"sim-{protocol}-{index + 1}"
+        self.host = host
+        self.port = port
+        self.fault: str | None = None
+        self.fault_delay = 3.0
+        self.storage = storage  # this printer's directory; G-code lives in `files_dir`
+        self.files: dict[str, SimFile] = {}
+        scale = math.sqrt(speed)
+        self.extruder = Heater(EXTRUDER_TAU * scale)
+        self.bed = Heater(BED_TAU * scale)
+        self.link = READY
+        self.link_message = ""
+        self.link_until = 0.0  # sim time a STARTUP link becomes READY
+        self.job_state = STANDBY
+        self.job_file = ""  # Klipper's loaded file / OctoPrint's selected file ("" = none)
+        self.job_size = 0
+        self.job_duration = DEFAULT_DURATION
+        self.job_from_estimate = False
+        self.job_message = ""
+        self.job_started = 0.0  # sim time the job started (total_duration)
+        self.job_ended: float | None = None
+        self.job_elapsed = 0.0  # print seconds accumulated before `resumed_at`
+        self.resumed_at: float | None = None  # sim time printing last (re)started; None unless printing
+        self.last_print_time: float | None = None  # OctoPrint's lastPrintTime of the selected file
+        self.server: asyncio.AbstractServer | None = None  # set by the farm while listening
+
+    # -- identity -------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.storage / ("gcodes" if self.protocol == "moonraker" else "local")
+
+    def file_path(self, rel_path: str) -> Path:
+        return self.files_dir / rel_path
+
+    # -- time -----------------------------------------------------------------------------
+
+    def advance(self, now: float) -> None:
+        """Apply transitions that happened since the last request (print end, restart done)."""
+        if self.resumed_at is not None and self.job_state == PRINTING:
+            end = self.resumed_at + (self.job_duration - self.job_elapsed)
+            if now >= end:
+                self.job_elapsed = self.job_duration
+                self.resumed_at = None
+                self.job_state = COMPLETE
+                self.job_ended = end
+                self.last_print_time = self.job_duration
+                self.extruder.set_target(end, 0)
+                self.bed.set_target(end, 0)
+        if self.link == STARTUP and now >= self.link_until:
+            self.link = READY
+            self.link_message = ""
+
+    def print_duration(self, now: float) -> float:
+        if self.resumed_at is None:
+            return self.job_elapsed
+        return min(self.job_duration, self.job_elapsed + now - self.resumed_at)
+
+    def total_duration(self, now: float) -> float:
+        if self.job_state == STANDBY and not self.job_file:
+            return 0.0
+        end = self.job_ended if self.job_ended is not None else now
+        return max(0.0, end - self.job_started)
+
+    def progress(self, now: float) -> float:
+        """Fraction 0..1 of the current/last job."""
+        if self.job_duration <= 0:
+            return 1.0 if self.job_state == COMPLETE else 0.0
+        return min(1.0, self.print_duration(now) / self.job_duration)
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        return self.job_state in (PRINTING, PAUSED)
+
+    def summary_state(self) -> str:
+        """Protocol-neutral state for the control API (printers.state vocabulary)."""
+        if self.fault == "offline":
+            return "offline"
+        if self.link == SHUTDOWN:
+            return "error"
+        if self.link != READY or self.fault == "not_ready":
+            return "connecting"
+        return {COMPLETE: "finished", STANDBY: "idle"}.get(self.job_state, self.job_state)
+
+    # -- transitions (callers check the protocol's busy rules first) -----------------------
+
+    def start(self, now: float, rel_path: str, *, duration: float | None = None) -> None:
+        info = self.files.get(rel_path)
+        if duration is None:
+            duration = info.estimated_time if info and info.estimated_time else None
+            self.job_from_estimate = duration is not None
+        else:
+            self.job_from_estimate = False
+        self.job_duration = float(duration if duration is not None else DEFAULT_DURATION)
+        self.job_file = rel_path
+        self.job_size = info.size if info else 0
+        self.job_state = PRINTING
+        self.job_message = ""
+        self.job_started = now
+        self.job_ended = None
+        self.job_elapsed = 0.0
+        self.resumed_at = now
+        self.extruder.set_target(now, info.hotend_temp if info and info.hotend_temp else DEFAULT_HOTEND)
+        self.bed.set_target(now, info.bed_temp if info and info.bed_temp is not None else DEFAULT_BED)
+
+    def select(self, rel_path: str) -> None:
+        """OctoPrint: load a file without printing it."""
+        info = self.files.get(rel_path)
+        self.job_file = rel_path
+        self.job_size = info.size if info else 0
+        self.job_duration = info.estimated_time if info and info.estimated_time else DEFAULT_DURATION
+        self.job_from_estimate = bool(info and info.estimated_time)
+        self.job_state = STANDBY
+        self.job_elapsed = 0.0
+        self.resumed_at = None
+        self.job_ended = None
+        self.last_print_time = None
+
+    def pause(self, now: float) -> None:
+        self.job_elapsed = self.print_duration(now)
+        self.resumed_at = None
+        self.job_state = PAUSED
+
+    def resume(self, now: float) -> None:
+        self.resumed_at = now
+        self.job_state = PRINTING
+
+    def restart_job(self, now: float) -> None:
+        """OctoPrint "restart": the paused job from the beginning."""
+        self.start(now, self.job_file, duration=None if self.job_file in self.files else self.job_duration)
+
+    def cancel(self, now: float) -> None:
+        self.job_elapsed = self.print_duration(now)
+        self.resumed_at = None
+        self.job_state = CANCELLED
+        self.job_ended = now
+        self.extruder.set_target(now, 0)
+        self.bed.set_target(now, 0)
+
+    def emergency_stop(self, now: float, message: str = "Emergency stop") -> None:
+        if self.busy:
+            self.job_elapsed = self.print_duration(now)
+            self.resumed_at = None
+            self.job_state = ERROR
+            self.job_message = message
+            self.job_ended = now
+        self.link = SHUTDOWN
+        self.link_message = message
+        self.extruder.set_target(now, 0)
+        self.bed.set_target(now, 0)
+
+    def firmware_restart(self, now: float) -> None:
+        """Klipper FIRMWARE_RESTART: objects are rebuilt, so print_stats is back to standby."""
+        if self.busy:
+            self.cancel(now)
+        self.link = STARTUP
+        self.link_message = "Printer is restarting"
+        self.link_until = now + RESTART_SECONDS
+        self.job_state = STANDBY
+        self.job_file = ""
+        self.job_size = 0
+        self.job_message = ""
+        self.job_elapsed = 0.0
+        self.job_ended = None
+        self.extruder.set_target(now, 0)
+        self.bed.set_target(now, 0)
+
+    def connect(self) -> None:
+        """OctoPrint: (re)open the serial connection."""
+        self.link = READY
+        self.link_message = ""
+        if self.job_state == ERROR:
+            self.job_state = STANDBY
+
+    def disconnect(self, now: float) -> None:
+        if self.busy:
+            self.cancel(now)
+        self.link = CLOSED
+        self.link_message = ""
+
+    def set_targets(self, now: float, *, hotend: float | None = None, bed: float | None = None) -> None:
+        if hotend is not None:
+            self.extruder.set_target(now, hotend)
+        if bed is not None:
+            self.bed.set_target(now, bed)
+
+    # -- files ----------------------------------------------------------------------------
+
+    def add_file(self, info: SimFile) -> None:
+        self.files[info.path] = info
+
+    def delete_file(self, rel_path: str) -> None:
+        self.files.pop(rel_path, None)
+        path = self.file_path(rel_path)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+    def scan_files(self) -> None:
+        """Pick up files already in files_dir (a reused upload_dir)."""
+        root = self.files_dir
+        if not root.is_dir():
+            return
+        for path in root.rglob("*"):
+            if path.is_file() and not path.name.startswith(".sim-upload-"):
+                rel = path.relative_to(root).as_posix()
+                self.files[rel] = describe_file(rel, path)

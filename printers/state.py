@@ -1,0 +1,88 @@
+"""The common printer vocabulary every driver maps its protocol onto (DESIGN.md)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class State(StrEnum):
+    OFFLINE = "offline"  # no transport: refused, timed out, unreachable
+    CONNECTING = "connecting"  # host answers, firmware not ready (Klippy startup, serial closed)
+    IDLE = "idle"
+    PRINTING = "printing"
+    PAUSED = "paused"
+    FINISHED = "finished"  # print done, bed not yet cleared
+    ERROR = "error"
+    MAINTENANCE = "maintenance"  # disabled by an operator, not polled
+
+    @property
+    def label(self) -> str:
+        return self.value.capitalize()
+
+
+# Temperatures outside this band are sensor garbage (disconnected thermistor reads
+# -14 or 2000+ on some boards); show them as unknown rather than as a number.
+TEMP_MIN, TEMP_MAX = -40.0, 600.0
+
+
+def clean_temp(value: object) -> float | None:
+    """A temperature from a printer, or None when it is missing or absurd."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    if not math.isfinite(number) or not TEMP_MIN <= number <= TEMP_MAX:
+        return None
+    return round(number, 1)
+
+
+def clean_text(value: object, limit: int) -> str:
+    """Printer-supplied text made safe to store and render: JSON admits lone surrogates
+    (SQLite can't encode them) and NUL (PostgreSQL refuses it); cut to the column size."""
+    if not isinstance(value, str):
+        return ""
+    if value.isascii() and "\x00" not in value:
+        return value.strip()[:limit]
+    return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "").strip()[:limit]
+
+
+def clean_seconds(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0 or value > 60 * 60 * 24 * 365:
+        return None
+    return int(value)
+
+
+def clean_percent(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value):
+        return None
+    return round(min(max(float(value), 0.0), 100.0), 1)
+
+
+@dataclass(frozen=True, slots=True)
+class PrinterStatus:
+    """One reading of a printer, already normalised by its driver."""
+
+    state: State
+    message: str = ""
+    hotend_actual: float | None = None
+    hotend_target: float | None = None
+    bed_actual: float | None = None
+    bed_target: float | None = None
+    progress: float | None = None  # 0-100
+    file: str = ""
+    elapsed: int | None = None  # seconds printing (excludes pauses where the firmware says so)
+    remaining: int | None = None  # seconds
+    firmware: str = ""
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def offline(cls, message: str) -> PrinterStatus:
+        return cls(state=State.OFFLINE, message=message)

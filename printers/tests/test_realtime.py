@@ -1,0 +1,230 @@
+"""The farm websocket: who may connect, and how status changes reach it in each mode."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connection, connections
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from printers import realtime
+from printers.models import PrinterStatusRow
+from printers.services import printer_status_record_many
+from printers.state import PrinterStatus, State
+from printers.tests.factories import PrinterFactory, UserFactory, set_status
+from printfarm.asgi import application
+
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+@pytest.fixture(autouse=True)
+async def close_thread_connections():
+    """The feed queries from sync_to_async's worker thread; close that thread's connection so
+    PostgreSQL can drop the test database afterwards."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def feed_mode(settings):
+    """The default one-box setup: no Redis, in-memory layer, the change feed (ticking fast)."""
+    settings.REDIS_URL = ""
+    settings.CHANNEL_LAYERS = IN_MEMORY
+    settings.PRINTFARM_FEED_INTERVAL = 0.05
+    return settings
+
+
+async def open_socket(user=None) -> tuple[WebsocketCommunicator, bool]:
+    headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
+    if user is not None:
+        client = Client()
+        await sync_to_async(client.force_login)(user)
+        headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
+    communicator = WebsocketCommunicator(application, "/ws/farm/", headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    return communicator, connected
+
+
+async def settle() -> None:
+    """Age every status row past the feed's catch-up window, as in a farm that has been quiet.
+
+    (A feed that just started re-sends the last couple of seconds of changes.)
+    """
+    await sync_to_async(PrinterStatusRow.objects.update)(updated_at=timezone.now() - dt.timedelta(minutes=1))
+
+
+async def record(printer_id: int, status: PrinterStatus) -> list[int]:
+    return await sync_to_async(printer_status_record_many)(
+        readings=[(printer_id, status)], now=timezone.now()
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_anonymous_socket_is_refused(feed_mode):
+    communicator, connected = await open_socket()
+    assert not connected
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_foreign_origin_is_refused(feed_mode):
+    user = await sync_to_async(UserFactory)()
+    client = Client()
+    await sync_to_async(client.force_login)(user)
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/farm/",
+        headers=[
+            (b"origin", b"http://evil.example"),
+            (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()),
+        ],
+    )
+    connected, _ = await communicator.connect(timeout=5)
+    assert not connected
+    await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_status_change_reaches_the_socket_through_the_feed(feed_mode):
+    user = await sync_to_async(UserFactory)()
+    printer = await sync_to_async(PrinterFactory)()
+    quiet = await sync_to_async(PrinterFactory)()
+    await settle()
+    communicator, connected = await open_socket(user)
+    assert connected
+    try:
+        await record(printer.pk, PrinterStatus(state=State.PRINTING, progress=12.0, file="benchy.gcode"))
+        html = await communicator.receive_from(timeout=5)
+        assert f'<article id="printer-card-{printer.pk}" class="card st-printing" hx-swap-oob="true">' in html
+        assert "benchy.gcode" in html
+        assert f"printer-card-{quiet.pk}" not in html
+        assert '<nav id="state-counts"' in html and 'hx-swap-oob="true"' in html
+        assert "<b>1</b> printing" in html
+        assert "csrfmiddlewaretoken" not in html  # pushed cards rely on <body hx-headers>
+
+        # The same revision is pushed once, whatever the overlap window re-reads.
+        assert await communicator.receive_nothing(timeout=0.3)
+
+        await record(printer.pk, PrinterStatus(state=State.PRINTING, progress=13.0, file="benchy.gcode"))
+        html = await communicator.receive_from(timeout=5)
+        assert "13%" in html
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_feed_stops_when_the_last_socket_leaves(feed_mode):
+    user = await sync_to_async(UserFactory)()
+    first, _ = await open_socket(user)
+    second, _ = await open_socket(user)
+    feed = realtime._feed()
+    assert feed.subscribers == 2 and feed.task is not None
+    await first.disconnect()
+    assert feed.task is not None and not feed.task.done()
+    task = feed.task
+    await second.disconnect()
+    assert feed.subscribers == 0 and feed.task is None
+    assert task.cancelled() or task.cancelling()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_apublish_changes_is_a_no_op_without_redis(feed_mode):
+    user = await sync_to_async(UserFactory)()
+    printer = await sync_to_async(PrinterFactory)()
+    await settle()
+    communicator, connected = await open_socket(user)
+    assert connected
+    try:
+        await realtime.apublish_changes([printer.pk])  # nothing changed in the DB either
+        assert await communicator.receive_nothing(timeout=0.3)
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.django_db
+def test_render_cards_is_one_query_and_deletes_missing_printers():
+    printers = [set_status(PrinterFactory(), State.IDLE) for _ in range(5)]
+    ids = [p.pk for p in printers]
+    with CaptureQueriesContext(connection) as ctx:
+        html = realtime.render_cards([*ids, 99999])
+    assert len(ctx.captured_queries) == 2  # printers + status (joined), their tags
+    for pk in ids:
+        assert f'<article id="printer-card-{pk}" class="card st-idle" hx-swap-oob="true">' in html
+    assert '<div id="printer-card-99999" hx-swap-oob="delete"></div>' in html
+
+
+@pytest.mark.django_db
+def test_render_push_splits_big_changes_into_frames():
+    ids = [PrinterFactory().pk for _ in range(realtime.CHUNK + 3)]
+    frames = realtime.render_push(ids)
+    assert len(frames) == 2
+    assert frames[0].count("<article ") == realtime.CHUNK
+    assert frames[1].count("<article ") == 3
+    assert 'id="state-counts"' in frames[1] and 'id="state-counts"' not in frames[0]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_poller_publish_reaches_the_socket_through_redis(settings):
+    # A real Redis (127.0.0.1:6379 on these machines and in CI), in both runs of the suite.
+    settings.REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [settings.REDIS_URL]},
+        }
+    }
+    settings.PRINTFARM_FEED_INTERVAL = 0.05
+    user = await sync_to_async(UserFactory)()
+    printer = await sync_to_async(PrinterFactory)()
+    communicator, connected = await open_socket(user)
+    assert connected
+    try:
+        # With Redis the feed stays off: recording a change alone pushes nothing…
+        changed = await record(printer.pk, PrinterStatus(state=State.PAUSED, progress=40.0))
+        assert changed == [printer.pk]
+        assert await communicator.receive_nothing(timeout=0.3)
+        # …the poller's publish does.
+        await realtime.apublish_changes(changed)
+        html = await communicator.receive_from(timeout=5)
+        assert f'<article id="printer-card-{printer.pk}" class="card st-paused" hx-swap-oob="true">' in html
+        assert '<nav id="state-counts"' in html
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_starting_feed_catches_up_on_the_last_seconds(feed_mode):
+    # Covers the gap between rendering the page and opening its socket.
+    user = await sync_to_async(UserFactory)()
+    printer = await sync_to_async(PrinterFactory)()
+    communicator, connected = await open_socket(user)
+    assert connected
+    try:
+        html = await communicator.receive_from(timeout=5)
+        assert f'id="printer-card-{printer.pk}"' in html
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.django_db
+def test_feed_retries_changes_whose_render_failed(monkeypatch):
+    printer = PrinterFactory()
+    feed = realtime.ChangeFeed()
+    feed.cursor = timezone.now() - dt.timedelta(seconds=1)
+    set_status(printer, State.PRINTING, progress=10.0)
+
+    def broken(ids):
+        raise RuntimeError("template blew up")
+
+    monkeypatch.setattr(realtime, "render_push", broken)
+    with pytest.raises(RuntimeError):
+        feed.poll()
+    monkeypatch.undo()
+    frames = feed.poll()
+    assert f'id="printer-card-{printer.pk}"' in "".join(frames)

@@ -1,0 +1,18 @@
+"""Printer pages and their actions."""
+
+from django.urls import path
+
+from printers import views
+
+app_name = "printers"
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("printers/add/", views.printer_add, name="add"),
+    path("printers/test-connection/", views.test_connection, name="test_connection"),
+    path("printers/<int:pk>/", views.printer_detail, name="detail"),
+    path("printers/<int:pk>/edit/", views.printer_edit, name="edit"),
+    path("printers/<int:pk>/delete/", views.printer_delete_view, name="delete"),
+    # Same name, with the printer: a blank API key then means "the stored one".
+    path("printers/<int:pk>/test-connection/", views.test_connection, name="test_connection"),
+    path("printers/<int:pk>/command/<slug:name>/", views.printer_command, name="command"),
+]

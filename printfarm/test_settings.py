@@ -1,0 +1,16 @@
+"""Settings for the test suite: the real settings, with a throwaway data dir and key."""
+
+import os
+import tempfile
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
+os.environ.setdefault("PRINTFARM_DATA_DIR", tempfile.mkdtemp(prefix="printfarm-test-"))
+
+from printfarm.settings import *  # noqa: E402,F403
+from printfarm.settings import DATA_DIR, DATABASES  # noqa: E402
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A real file, not :memory:, so threads (simulator, live server, channels) share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up and run the checks: ruff, the whole suite on SQLite, then the database and
+# channel-layer tests again on PostgreSQL + Redis when those answer on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --dev
+scripts/install_browser.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/python manage.py makemigrations --check --dry-run --settings=printfarm.test_settings >/dev/null
+
+echo "== tests on SQLite, in-memory channel layer"
+env -u DATABASE_URL -u REDIS_URL .venv/bin/pytest -q "$@"
+
+PG_URL=${PRINTFARM_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+RD_URL=${PRINTFARM_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
+if .venv/bin/python scripts/services_up.py "$PG_URL" "$RD_URL"; then
+  echo "== database and channel-layer tests on PostgreSQL + Redis"
+  DATABASE_URL=$PG_URL REDIS_URL=$RD_URL .venv/bin/pytest -q -m "not browser" \
+    printers/tests/test_services.py printers/tests/test_coordinator.py \
+    printers/tests/test_views.py printers/tests/test_realtime.py "$@"
+elif [ -n "${CI:-}" ]; then
+  echo "PostgreSQL or Redis is not answering on 127.0.0.1; CI needs both." >&2
+  exit 1
+else
+  echo "== PostgreSQL/Redis not reachable: skipped that configuration"
+fi

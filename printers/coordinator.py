@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import io
 import logging
 import math
 import random
@@ -40,6 +41,8 @@ SAMPLE_INTERVAL = 30.0  # one temperature sample per printer this often (charts 
 SUMMARY_INTERVAL = 60.0
 LAG_PROBE = 0.25  # seconds between event-loop lag probes
 SLOW_FLUSH = 1.0  # seconds; a flush slower than this is logged: the database is the bottleneck
+PUBLISH_TIMEOUT = 5.0  # seconds; a stalled Redis must not stall the writes behind it
+STOP_GRACE = 10.0  # seconds a background task gets to finish once cancelled at shutdown
 JITTER = 0.1  # +-10 % on backoff delays, so printers that died together don't retry together
 MESSAGE_MAX = 500  # PrinterStatusRow.message
 # The service refreshes last_seen only when the stored one is at least HEARTBEAT old; resend
@@ -257,9 +260,7 @@ class Coordinator:
 
     async def aclose(self) -> None:
         background, self._background = self._background, []
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await self._cancel(background)
         await self._cancel([p.task for p in self.printers.values()])
         try:
             await self.flush()
@@ -414,8 +415,14 @@ class Coordinator:
         running = [t for t in tasks if t is not None]
         for task in running:
             task.cancel()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
+        if not running:
+            return
+        # Bounded: shutdown must end even if a task ignores its cancellation; say where it hung.
+        _, stuck = await asyncio.wait(running, timeout=STOP_GRACE)
+        for task in stuck:
+            where = io.StringIO()
+            task.print_stack(file=where)
+            logger.error("Task %s did not stop in %g s:\n%s", task.get_name(), STOP_GRACE, where.getvalue())
 
     # -- polling ----------------------------------------------------------------------------
 
@@ -436,25 +443,32 @@ class Coordinator:
                 # a poll that overran its slot is followed at once, not by a burst.
                 poller.next_at = max(scheduled + self.interval, now)
 
+    def driver_for(self, pk: int) -> Driver:
+        """The driver of a printer this coordinator polls (KeyError if it doesn't)."""
+        return self._driver(self.printers[pk])
+
+    def _driver(self, poller: PrinterPoller) -> Driver:
+        if poller.driver is None:
+            from printers.drivers import get_driver
+
+            config = poller.config
+            poller.driver = get_driver(
+                config.protocol, DriverConfig(base_url=config.base_url, api_key=config.api_key), self.client
+            )
+        return poller.driver
+
     async def poll(self, poller: PrinterPoller) -> PrinterStatus:
         """One reading of one printer; never raises (except cancellation)."""
         config = poller.config
         failed = True
         unexpected: BaseException | None = None
         try:
-            if poller.driver is None:
-                from printers.drivers import get_driver
-
-                poller.driver = get_driver(
-                    config.protocol,
-                    DriverConfig(base_url=config.base_url, api_key=config.api_key),
-                    self.client,
-                )
+            driver = self._driver(poller)
             async with self._semaphore, asyncio.timeout(self.deadline):
-                status = await poller.driver.fetch_status()
+                status = await driver.fetch_status()
             failed = False
             if config.pk not in self._firmware:
-                await self._learn_firmware(config.pk, poller.driver)
+                await self._learn_firmware(config.pk, driver)
         except DriverError as exc:
             state = State.OFFLINE if _is_unreachable(exc) else State.ERROR
             status = PrinterStatus(state=state, message=(exc.message or str(exc))[:MESSAGE_MAX])
@@ -565,7 +579,7 @@ class Coordinator:
             from printers.realtime import apublish_changes
 
             try:
-                await apublish_changes(written)
+                await asyncio.wait_for(apublish_changes(written), PUBLISH_TIMEOUT)
             except Exception:
                 logger.exception("Could not push %d status changes to dashboards", len(written))
         return written

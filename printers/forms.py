@@ -26,6 +26,7 @@ PRINTER_FIELDS = (
     "build_y",
     "build_z",
     "material",
+    "auto_clear",
 )
 
 
@@ -92,6 +93,7 @@ class PrinterForm(forms.ModelForm):
             "build_y",
             "build_z",
             "material",
+            "auto_clear",
         ]
         widgets = {
             "name": forms.TextInput(attrs={"autofocus": True}),

@@ -78,6 +78,15 @@ class Printer(models.Model):
     build_y = models.PositiveIntegerField("build volume Y", default=220, help_text="mm")
     build_z = models.PositiveIntegerField("build volume Z", default=250, help_text="mm")
     material = models.CharField("loaded material", max_length=20, choices=Material.choices, blank=True)
+    auto_clear = models.BooleanField(
+        "auto-clear bed",
+        default=False,
+        help_text="Take the next job as soon as a print ends, without an operator confirming "
+        "the bed is clear (for printers with a part remover or a belt).",
+    )
+    # Set by the farm when a print ends, cleared by an operator; changed with update() so
+    # the poller doesn't take it for an edit of the printer's configuration.
+    bed_clear = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

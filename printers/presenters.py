@@ -96,6 +96,18 @@ class Action:
 
 
 @dataclass(frozen=True, slots=True)
+class CardJob:
+    """The farm job on a printer, as its card shows it."""
+
+    pk: int
+    label: str
+    url: str
+    state_label: str
+    thumbnail_url: str = ""
+    transfer_percent: float | None = None  # while the file is being sent
+
+
+@dataclass(frozen=True, slots=True)
 class Card:
     """Everything the printer-card partial shows, already formatted."""
 
@@ -118,6 +130,8 @@ class Card:
     last_seen_text: str
     tags: tuple[str, ...]
     actions: tuple[Action, ...] = field(default=())
+    job: CardJob | None = None
+    bed_clear_url: str = ""  # set while the bed waits for an operator to confirm it is clear
 
     @property
     def progress_width(self) -> str:
@@ -158,19 +172,39 @@ class CardUrls:
         self._detail = str(reverse("printers:detail", args=[self._PK])).split(pk)
         before, after = str(reverse("printers:command", args=[self._PK, self._NAME])).split(pk)
         self._command = (before, *after.split(self._NAME))
+        self._bed = str(reverse("jobs:bed_cleared", args=[self._PK])).split(pk)
 
     def detail(self, pk: int) -> str:
         return f"{self._detail[0]}{pk}{self._detail[1]}"
+
+    def bed_cleared(self, pk: int) -> str:
+        return f"{self._bed[0]}{pk}{self._bed[1]}"
 
     def command(self, pk: int, name: str) -> str:
         before, middle, after = self._command
         return f"{before}{pk}{middle}{name}{after}"
 
 
-def card_for(printer: Printer, *, now: dt.datetime | None = None, urls: CardUrls | None = None) -> Card:
-    """Build a card from a printer loaded with `Printer.objects.with_status()` (no queries)."""
+def card_jobs(printer_ids: Iterable[int]) -> dict[int, CardJob]:
+    """The active farm job of each of these printers (one query)."""
+    from jobs.presenters import card_jobs as jobs_on
+
+    return jobs_on(printer_ids)
+
+
+def card_for(
+    printer: Printer,
+    *,
+    now: dt.datetime | None = None,
+    urls: CardUrls | None = None,
+    jobs: Mapping[int, CardJob] | None = None,
+) -> Card:
+    """Build a card from a printer loaded with `Printer.objects.with_status()`; without `jobs`
+    (from `card_jobs`) it costs one query for the printer's job."""
     now = now or timezone.now()
     urls = urls or CardUrls()
+    if jobs is None:
+        jobs = card_jobs([printer.pk])
     row = _status_of(printer)
     state = card_state(printer, row)
     live = state not in (State.OFFLINE, State.MAINTENANCE)
@@ -216,12 +250,15 @@ def card_for(printer: Printer, *, now: dt.datetime | None = None, urls: CardUrls
         last_seen_text=last_seen_text,
         tags=tuple(t.name for t in printer.tags.all()),
         actions=actions,
+        job=jobs.get(printer.pk),
+        bed_clear_url="" if printer.bed_clear else urls.bed_cleared(printer.pk),
     )
 
 
 def cards_for(printers: Iterable[Printer]) -> list[Card]:
-    now, urls = timezone.now(), CardUrls()
-    return [card_for(p, now=now, urls=urls) for p in printers]
+    printers = list(printers)
+    now, urls, jobs = timezone.now(), CardUrls(), card_jobs(p.pk for p in printers)
+    return [card_for(p, now=now, urls=urls, jobs=jobs) for p in printers]
 
 
 # -- state counts -------------------------------------------------------------------------

@@ -155,3 +155,17 @@ PRINTFARM_POLL_TIMEOUT = env_float("PRINTFARM_POLL_TIMEOUT", 3.0)
 PRINTFARM_BACKOFF_MAX = env_float("PRINTFARM_BACKOFF_MAX", 60.0)
 # Live updates without Redis: each web process reads the status change feed this often.
 PRINTFARM_FEED_INTERVAL = env_float("PRINTFARM_FEED_INTERVAL", 1.0)
+
+# Files and jobs (jobs app)
+PRINTFARM_FILES_DIR = DATA_DIR / "files"
+PRINTFARM_UPLOAD_MAX_BYTES = env_int("PRINTFARM_UPLOAD_MAX_BYTES", 2 * 1024**3)
+# Request bodies past FILE_UPLOAD_MAX_MEMORY_SIZE spool to disk here, not to a RAM-backed /tmp.
+FILE_UPLOAD_TEMP_DIR = DATA_DIR / "tmp"
+FILE_UPLOAD_TEMP_DIR.mkdir(exist_ok=True)
+# Dispatch (jobs.dispatch, in the poller process)
+PRINTFARM_DISPATCH_INTERVAL = env_float("PRINTFARM_DISPATCH_INTERVAL", 0.5)
+PRINTFARM_TRANSFER_ATTEMPTS = env_int("PRINTFARM_TRANSFER_ATTEMPTS", 3)
+PRINTFARM_TRANSFER_RETRY_SECONDS = env_float("PRINTFARM_TRANSFER_RETRY_SECONDS", 10.0)
+# Staggered start: at most COUNT printers start heating within SECONDS; 0 turns it off.
+PRINTFARM_STAGGER_COUNT = env_int("PRINTFARM_STAGGER_COUNT", 0)
+PRINTFARM_STAGGER_SECONDS = env_float("PRINTFARM_STAGGER_SECONDS", 60.0)

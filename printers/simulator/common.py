@@ -32,7 +32,7 @@ HTML_500 = (
 @dataclass(frozen=True, slots=True)
 class ProtocolSpec:
     status_path: str  # the one request a poller makes per printer per poll
-    upload_paths: frozenset[str]  # where the reset_upload fault applies
+    upload_paths: frozenset[str]  # where the reset_upload and stall_upload faults apply
     auth_exempt: frozenset[str]
     auth_status: int  # Moonraker 401, OctoPrint 403
     error: Callable[[int, str], web.Response]
@@ -83,14 +83,29 @@ def abort_connection(request: web.Request) -> web.Response:
 RESET_AFTER = 64 * 1024  # bytes of an upload read before the reset_upload fault drops it
 
 
-async def reset_upload(request: web.Request) -> web.Response:
-    """The reset_upload fault: take part of the body, then reset the connection; store nothing."""
+async def _read_some(request: web.Request) -> None:
     received = 0
     while received < RESET_AFTER:
         chunk = await request.content.read(RESET_AFTER - received)
         if not chunk:
             break
         received += len(chunk)
+
+
+async def reset_upload(request: web.Request) -> web.Response:
+    """The reset_upload fault: take part of the body, then reset the connection; store nothing."""
+    await _read_some(request)
+    return abort_connection(request)
+
+
+async def stall_upload(request: web.Request, printer: SimPrinter) -> web.Response:
+    """The stall_upload fault: take part of the body, then stop reading (a printer busy with
+    its SD card) until the fault is cleared or the farm stops; then reset; store nothing."""
+    await _read_some(request)
+    farm = request.app[FARM]
+    while printer.fault == "stall_upload":
+        if await farm.wait_closing(0.05):
+            break
     return abort_connection(request)
 
 
@@ -134,8 +149,11 @@ def printer_middleware(spec: ProtocolSpec) -> Callable[[web.Request, Handler], A
         printer.advance(now)
         request[PRINTER] = printer
         request[NOW] = now
-        if fault == "reset_upload" and request.method == "POST" and path in spec.upload_paths:
-            return await reset_upload(request)
+        if request.method == "POST" and path in spec.upload_paths:
+            if fault == "reset_upload":
+                return await reset_upload(request)
+            if fault == "stall_upload":
+                return await stall_upload(request, printer)
         try:
             return await handler(request)
         except BadRequest as exc:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from printers.simulator.files import SimFile, describe_file
 
-FAULTS = ("offline", "blackhole", "slow", "http500", "malformed", "not_ready", "reset_upload")
+FAULTS = ("offline", "blackhole", "slow", "http500", "malformed", "not_ready", "reset_upload", "stall_upload")
 PROTOCOLS = ("moonraker", "octoprint")
 
 AMBIENT = 22.0

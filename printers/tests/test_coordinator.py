@@ -86,7 +86,12 @@ async def eventually(predicate: Callable[[], object], timeout: float = 10.0) -> 
     while True:
         result = predicate()
         if asyncio.iscoroutine(result):
-            result = await result
+            try:
+                result = await asyncio.wait_for(result, timeout)
+            except TimeoutError:
+                for task in asyncio.all_tasks():
+                    task.print_stack()  # shown by pytest: where the loop's tasks are waiting
+                raise AssertionError("the condition's query did not return") from None
         if result:
             return
         if asyncio.get_running_loop().time() > deadline:

@@ -58,7 +58,16 @@ def test_farm_layout_and_names(farm):
     assert moon.base_url == f"http://127.0.0.1:{moon.port}"
     assert farm.control_url.startswith("http://127.0.0.1:")
     assert len({moon.port, octo.port, int(farm.control_url.rsplit(":", 1)[1])}) == 3
-    assert FAULTS == ("offline", "blackhole", "slow", "http500", "malformed", "not_ready", "reset_upload")
+    assert FAULTS == (
+        "offline",
+        "blackhole",
+        "slow",
+        "http500",
+        "malformed",
+        "not_ready",
+        "reset_upload",
+        "stall_upload",
+    )
 
 
 def test_moonraker_status_query_returns_requested_objects_only(farm, client):

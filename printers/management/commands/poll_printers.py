@@ -1,4 +1,5 @@
-"""Poll every enabled printer (or this poller's shard of them) until SIGTERM/SIGINT."""
+"""Poll every enabled printer (or this poller's shard of them) and dispatch the queue to them,
+until SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import signal
 import uvloop
 from django.core.management.base import BaseCommand
 
+from jobs.dispatch import Dispatcher
 from printers.coordinator import Coordinator, parse_shard
 
 
@@ -83,8 +85,10 @@ class Command(BaseCommand):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        dispatcher = Dispatcher(coordinator)
         try:
             await coordinator.start()
+            await dispatcher.start()
             # Django, the drivers and 1,000 pollers are alive for good: keep them out of
             # the collector's full passes, which otherwise stall every poll for ~70 ms.
             gc.collect()
@@ -92,6 +96,7 @@ class Command(BaseCommand):
             await stop.wait()
         finally:
             try:
+                await dispatcher.aclose()
                 await coordinator.aclose()
             finally:
                 for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,74 @@
+"""Forms for queueing a file."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django import forms
+
+from jobs.models import GcodeFile, Job
+from printers.models import Printer, Tag
+
+QUANTITY_MAX = 500
+
+
+class QueueForm(forms.Form):
+    action = forms.ChoiceField(choices=Job.Action.choices, initial=Job.Action.PRINT, widget=forms.RadioSelect)
+    quantity = forms.IntegerField(
+        min_value=1,
+        max_value=QUANTITY_MAX,
+        initial=1,
+        help_text="Copies, each on whichever printer fits first.",
+    )
+    priority = forms.IntegerField(
+        min_value=-100, max_value=100, initial=0, help_text="Higher runs first; 0 is normal."
+    )
+    printers = forms.ModelMultipleChoiceField(
+        queryset=Printer.objects.all(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Send to these printers",
+        help_text="One copy on each printer ticked (the quantity is then ignored). Leave empty for any printer.",
+    )
+    tags = forms.ModelMultipleChoiceField(
+        queryset=Tag.objects.all(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        label="Only printers tagged",
+    )
+    material = forms.ChoiceField(
+        choices=[("", "Any material"), *Printer.Material.choices], required=False, label="Loaded material"
+    )
+    nozzle = forms.DecimalField(
+        min_value=Decimal("0.1"),
+        max_value=Decimal("2.0"),
+        max_digits=3,
+        decimal_places=2,
+        required=False,
+        label="Nozzle diameter",
+        help_text="mm; empty: the nozzle the file was sliced for, if known.",
+    )
+
+    def __init__(self, *args, file: GcodeFile | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if file is not None and not self.is_bound:
+            # What the slicer says the file was made for is the likely requirement.
+            materials = {value for value, _ in Printer.Material.choices}
+            kind = (file.filament_type or "").split(";")[0].strip().upper()
+            if kind in materials:
+                self.fields["material"].initial = kind
+
+    def clean(self):
+        data = super().clean()
+        printers = data.get("printers")
+        if printers:
+            disabled = [p.name for p in printers if not p.enabled]
+            if disabled:
+                self.add_error("printers", f"Disabled, enable first: {', '.join(disabled)}.")
+        return data
+
+
+class PrintNowForm(forms.Form):
+    printer = forms.ModelChoiceField(
+        queryset=Printer.objects.filter(enabled=True), empty_label="Choose a printer"
+    )

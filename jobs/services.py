@@ -1,0 +1,278 @@
+"""Every change to a job's state goes through `job_transition`; the queue's other writes here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from jobs.models import GcodeFile, Job, JobEvent
+from printers.models import Printer, PrinterEvent, PrinterStatusRow, Tag
+from printers.services import printer_event_record
+
+S = Job.State
+
+# The only moves a job can make. Requeueing a finished job makes a new job (history keeps
+# the old one), so nothing leaves completed, failed or cancelled.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.QUEUED: frozenset({S.ASSIGNED, S.CANCELLED}),
+    # assigned -> queued: its printer went away before the transfer began.
+    S.ASSIGNED: frozenset({S.UPLOADING, S.QUEUED, S.FAILED, S.CANCELLED}),
+    # uploading -> assigned: the transfer broke and waits for its retry; -> completed: upload only.
+    S.UPLOADING: frozenset({S.ASSIGNED, S.PRINTING, S.COMPLETED, S.FAILED, S.CANCELLED}),
+    S.PRINTING: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+REASON_MAX = 500
+
+
+class JobError(Exception):
+    """A change the job's current state doesn't allow; the message is for the user."""
+
+
+class JobChanged(JobError):
+    """Someone else (the dispatcher, another page) moved the job first."""
+
+
+def user_name(by: object) -> str:
+    if by is None:
+        return ""
+    if isinstance(by, str):
+        return by
+    return getattr(by, "get_username", lambda: str(by))()
+
+
+def job_transition(job: Job, to: str, *, by: object = None, reason: str = "", **fields: object) -> Job:
+    """Move `job` to state `to` if allowed and if nobody moved it meanwhile; record why.
+
+    The update is conditional on the state the caller saw, so two processes can't both
+    take the same job, and a print that ended is recorded once however often it is seen.
+    """
+    current = job.state
+    if to not in TRANSITIONS[current]:
+        raise JobError(
+            f"A {Job.State(current).label.lower()} job can't become {Job.State(to).label.lower()}."
+        )
+    now = timezone.now()
+    values: dict[str, object] = {"state": to, "updated_at": now, **fields}
+    if reason or to in Job.FINISHED or to == S.QUEUED:
+        values.setdefault("reason", reason[:REASON_MAX])
+    if to == S.ASSIGNED and current == S.QUEUED:
+        values.setdefault("assigned_at", now)
+    elif to == S.PRINTING:
+        values.setdefault("started_at", now)
+        values.setdefault("transfer_percent", 100.0)
+    elif to in Job.FINISHED:
+        values.setdefault("finished_at", now)
+        values.setdefault("retry_at", None)
+    elif to == S.QUEUED:
+        values.update(printer=None, printer_name="", assigned_at=None, transfer_percent=None, retry_at=None)
+    with transaction.atomic():
+        if not Job.objects.filter(pk=job.pk, state=current).update(**values):
+            job.refresh_from_db()
+            raise JobChanged(f"Job #{job.pk} is {job.get_state_display().lower()} now; nothing was changed.")
+        JobEvent.objects.create(
+            job=job, at=now, from_state=current, to_state=to, by=user_name(by), reason=reason[:REASON_MAX]
+        )
+    for name, value in values.items():
+        setattr(job, name, value)
+    return job
+
+
+# -- the queue --------------------------------------------------------------------------------
+
+
+def _next_position(priority: int) -> int:
+    last = Job.objects.waiting().filter(priority=priority).aggregate(m=Max("position"))["m"]
+    return 0 if last is None else last + 1
+
+
+@transaction.atomic
+def jobs_create(
+    *,
+    file: GcodeFile,
+    quantity: int = 1,
+    priority: int = 0,
+    action: str = Job.Action.PRINT,
+    printers: Sequence[Printer] = (),
+    tags: Iterable[Tag] = (),
+    material: str = "",
+    nozzle: Decimal | None = None,
+    by: object = None,
+) -> list[Job]:
+    """Queue `quantity` copies for any matching printer, or one copy for each of `printers`."""
+    targets: list[Printer | None] = list(printers) if printers else [None] * quantity
+    position = _next_position(priority)
+    tags = list(tags)
+    jobs = []
+    for offset, target in enumerate(targets):
+        job = Job.objects.create(
+            file=file,
+            action=action,
+            priority=priority,
+            position=position + offset,
+            target_printer=target,
+            required_material=material,
+            required_nozzle=nozzle,
+            created_by=by if getattr(by, "pk", None) else None,
+        )
+        if tags:
+            job.required_tags.set(tags)
+        JobEvent.objects.create(
+            job=job,
+            at=job.created_at,
+            to_state=S.QUEUED,
+            by=user_name(by),
+            reason=f"for {target.name}" if target else "",
+        )
+        jobs.append(job)
+    return jobs
+
+
+def job_cancel(job: Job, *, by: object = None, reason: str = "Cancelled by an operator") -> Job:
+    """Cancel a job in any unfinished state; a running print must be stopped by the caller first."""
+    if job.is_finished:
+        raise JobError(f"Job #{job.pk} has already {job.get_state_display().lower()}.")
+    was_printing = job.state == S.PRINTING
+    job_transition(job, S.CANCELLED, by=by, reason=reason)
+    if was_printing and job.printer_id:
+        printer_bed_set(job.printer_id, clear=False)
+    return job
+
+
+@transaction.atomic
+def job_requeue(job: Job, *, by: object = None) -> Job:
+    """A new queued copy of a failed or cancelled job, at the front of its priority."""
+    if job.state not in (S.FAILED, S.CANCELLED):
+        raise JobError("Only a failed or cancelled job can be queued again.")
+    first = Job.objects.waiting().filter(priority=job.priority).order_by("position").first()
+    new = Job.objects.create(
+        file=job.file,
+        action=job.action,
+        priority=job.priority,
+        position=(first.position - 1) if first else 0,
+        target_printer=job.target_printer,
+        required_material=job.required_material,
+        required_nozzle=job.required_nozzle,
+        created_by=by if getattr(by, "pk", None) else None,
+    )
+    new.required_tags.set(job.required_tags.all())
+    JobEvent.objects.create(
+        job=new, to_state=S.QUEUED, by=user_name(by), reason=f"requeued from job #{job.pk}"
+    )
+    JobEvent.objects.create(
+        job=job,
+        from_state=job.state,
+        to_state=job.state,
+        by=user_name(by),
+        reason=f"requeued as job #{new.pk}",
+    )
+    return new
+
+
+@transaction.atomic
+def job_move(job: Job, direction: str) -> None:
+    """Swap a waiting job with its neighbour in queue order ("up" runs sooner)."""
+    if job.state != S.QUEUED:
+        raise JobError("Only waiting jobs can be moved.")
+    waiting = list(Job.objects.waiting().in_queue_order().values_list("pk", "priority", "position"))
+    index = next(i for i, row in enumerate(waiting) if row[0] == job.pk)
+    other = index - 1 if direction == "up" else index + 1
+    if not 0 <= other < len(waiting):
+        return
+    jobs_reorder([row[0] for row in _swapped(waiting, index, other)])
+
+
+def _swapped(rows: list, a: int, b: int) -> list:
+    rows = list(rows)
+    rows[a], rows[b] = rows[b], rows[a]
+    return rows
+
+
+@transaction.atomic
+def jobs_reorder(ordered_ids: Sequence[int]) -> None:
+    """Put waiting jobs in this order. A job dragged across a priority boundary takes the
+    priority of the job it now follows (or precedes, at the top), so the order shown holds."""
+    waiting = {j.pk: j for j in Job.objects.waiting().select_for_update()}
+    ids = [pk for pk in ordered_ids if pk in waiting]
+    ids += [pk for pk in Job.objects.waiting().in_queue_order().values_list("pk", flat=True) if pk not in ids]
+    for index, pk in enumerate(ids):
+        job = waiting[pk]
+        priority = job.priority
+        before = waiting[ids[index - 1]] if index else None
+        after = waiting[ids[index + 1]] if index + 1 < len(ids) else None
+        if before is not None and priority > before.priority:
+            priority = before.priority
+        elif after is not None and before is None and priority < after.priority:
+            priority = after.priority
+        if (priority, index) != (job.priority, job.position):
+            job.priority, job.position = priority, index
+            Job.objects.filter(pk=pk).update(priority=priority, position=index)
+
+
+def job_print_now(job: Job, printer: Printer, *, by: object = None) -> Job:
+    """Pin a waiting job to `printer` and put it first in the queue."""
+    if job.state != S.QUEUED:
+        raise JobError("Only a waiting job can be sent to a printer now.")
+    top = Job.objects.waiting().aggregate(m=Max("priority"))["m"] or 0
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(
+            target_printer=printer, priority=max(top, job.priority), position=-1, updated_at=timezone.now()
+        )
+        JobEvent.objects.create(
+            job=job,
+            from_state=S.QUEUED,
+            to_state=S.QUEUED,
+            by=user_name(by),
+            reason=f"print now on {printer.name}",
+        )
+    job.refresh_from_db()
+    return job
+
+
+# -- beds -------------------------------------------------------------------------------------
+
+
+def printer_bed_set(printer_id: int, *, clear: bool, by: object = None) -> bool:
+    """Mark a printer's bed clear (an operator removed the print) or occupied (a print ended).
+
+    An update, not a save: the poller reloads a printer whose configuration changed, and a
+    bed is not configuration. The status row's revision moves so open dashboards redraw."""
+    with transaction.atomic():
+        changed = Printer.objects.filter(pk=printer_id).exclude(bed_clear=clear).update(bed_clear=clear)
+        if changed:
+            PrinterStatusRow.objects.filter(pk=printer_id).update(
+                revision=F("revision") + 1, updated_at=timezone.now()
+            )
+            if clear:
+                printer_event_record(
+                    printer=printer_id,
+                    kind=PrinterEvent.Kind.COMMAND,
+                    message="Bed cleared",
+                    by=user_name(by),
+                )
+    return bool(changed)
+
+
+def print_ended(printer: Printer) -> None:
+    """After a print the bed holds a part: no new job until an operator clears it (or auto-clear)."""
+    if not printer.auto_clear:
+        printer_bed_set(printer.pk, clear=False)
+
+
+def filament_used(job: Job, progress: float | None) -> float | None:
+    """The file's estimate scaled by how far the print got (printers don't all report it)."""
+    if job.file.filament_mm is None:
+        return None
+    share = 1.0 if progress is None else max(0.0, min(progress, 100.0)) / 100.0
+    return round(job.file.filament_mm * share, 1)
+
+
+def retry_delay(attempt: int, base: float, cap: float = 300.0) -> dt.timedelta:
+    return dt.timedelta(seconds=min(cap, base * 2 ** max(0, attempt - 1)))

@@ -10,4 +10,4 @@ RUN useradd --system --home /app printfarm && mkdir -p /data && chown printfarm 
 USER printfarm
 VOLUME /data
 EXPOSE 8000
-CMD ["sh", "-c", "python manage.py migrate --noinput && daphne -b 0.0.0.0 -p 8000 printfarm.asgi:application"]
+CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py serve --host 0.0.0.0 --port 8000"]

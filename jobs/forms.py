@@ -28,7 +28,8 @@ class QueueForm(forms.Form):
         required=False,
         widget=forms.CheckboxSelectMultiple,
         label="Send to these printers",
-        help_text="One copy on each printer ticked (the quantity is then ignored). Leave empty for any printer.",
+        help_text="One copy on each printer ticked (the quantity is then ignored). "
+        "Leave empty for any printer.",
     )
     tags = forms.ModelMultipleChoiceField(
         queryset=Tag.objects.all(),
@@ -51,12 +52,11 @@ class QueueForm(forms.Form):
 
     def __init__(self, *args, file: GcodeFile | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if file is not None and not self.is_bound:
-            # What the slicer says the file was made for is the likely requirement.
-            materials = {value for value, _ in Printer.Material.choices}
-            kind = (file.filament_type or "").split(";")[0].strip().upper()
-            if kind in materials:
-                self.fields["material"].initial = kind
+        if file is not None and file.filament_type:
+            # Said, not preselected: printers often have no material recorded, and a required
+            # material would keep the job off them (the queue would explain why).
+            kind = file.filament_type.split(";")[0].strip()
+            self.fields["material"].help_text = f"The file was sliced for {kind}."
 
     def clean(self):
         data = super().clean()

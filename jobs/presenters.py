@@ -15,7 +15,7 @@ def card_jobs(printer_ids: Iterable[int]) -> dict[int, CardJob]:
     ids = list(printer_ids)
     if not ids:
         return {}
-    jobs = Job.objects.active().filter(printer_id__in=ids).select_related("file")
+    jobs = Job.objects.active().filter(printer_id__in=ids).select_related("file").order_by()
     return {
         job.printer_id: CardJob(
             pk=job.pk,

@@ -12,7 +12,15 @@ from printers.forms import PrinterForm
 from printers.models import Printer, PrinterEvent, PrinterStatusRow, Tag
 from printers.services import printer_create, printer_delete, printer_update
 
-_DETAILS = ("enabled", "tags", "location", "nozzle_diameter", ("build_x", "build_y", "build_z"), "material")
+_DETAILS = (
+    "enabled",
+    "tags",
+    "location",
+    "nozzle_diameter",
+    ("build_x", "build_y", "build_z"),
+    "material",
+    "auto_clear",
+)
 
 
 @admin.register(Printer)

@@ -1,6 +1,6 @@
 """Benchmark: the web process serving the dashboard of 200 printers (p50 / p99 page time).
 
-Seeds a throwaway SQLite farm of N printers with live-looking statuses, starts daphne the way
+Seeds a throwaway SQLite farm of N printers with live-looking statuses, starts the web server the way
 run_farm.sh does, logs in, then (1) times sequential full-page and HTMX-grid requests from one
 client and (2) loads the page with wrk at a few concurrent connections when wrk is installed.
 Everything runs on 127.0.0.1 and stops by itself.
@@ -172,7 +172,7 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [str(ROOT / ".venv/bin/daphne"), "-b", "127.0.0.1", "-p", str(port), "printfarm.asgi:application"],
+        [str(ROOT / ".venv/bin/python"), "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -207,7 +207,7 @@ def main() -> None:
             server.wait()
         shutil.rmtree(data, ignore_errors=True)
 
-    print(f"Dashboard of {args.printers} printers, daphne, SQLite, one sequential client:")
+    print(f"Dashboard of {args.printers} printers, uvicorn (manage.py serve), SQLite, one sequential client:")
     for key in ("dashboard_page", "dashboard_grid_htmx", "wall_page"):
         r = results[key]
         print(

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run printfarm on SQLite with a demo farm of simulated printers:
 # venv + install, migrate, first admin login, then the simulator, the poller and the
-# web server (daphne). Ctrl-C stops all three.
+# web server (uvicorn, `manage.py serve`). Ctrl-C stops all three.
 #   PORT=8000  HOST=127.0.0.1  DEMO_PRINTERS=12 (0 = no demo farm)  DEMO_SPEED=60
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,7 +52,7 @@ fi
 
 $py manage.py poll_printers &
 pids+=($!)
-.venv/bin/daphne -b "$HOST" -p "$PORT" printfarm.asgi:application &
+$py manage.py serve --host "$HOST" --port "$PORT" &
 pids+=($!)
 for _ in $(seq 100); do
   $py -c "import socket,sys; socket.create_connection(('$HOST', $PORT), 1)" 2>/dev/null && break

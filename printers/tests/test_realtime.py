@@ -153,7 +153,7 @@ def test_render_cards_is_one_query_and_deletes_missing_printers():
     ids = [p.pk for p in printers]
     with CaptureQueriesContext(connection) as ctx:
         html = realtime.render_cards([*ids, 99999])
-    assert len(ctx.captured_queries) == 2  # printers + status (joined), their tags
+    assert len(ctx.captured_queries) == 3  # printers + status (joined), their tags, their jobs
     for pk in ids:
         assert f'<article id="printer-card-{pk}" class="card st-idle" hx-swap-oob="true">' in html
     assert '<div id="printer-card-99999" hx-swap-oob="delete"></div>' in html

@@ -1,0 +1,206 @@
+"""The library: streamed uploads (good, duplicate, refused), list, thumbnail, delete."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import zlib
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.urls import reverse
+
+from jobs import library
+from jobs.models import GcodeFile, Job
+from jobs.tests.factories import gcode_bytes, make_file
+from printers.tests.factories import PrinterFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def tiny_png() -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 6, 0, 0, 0)
+    pixels = chunk(b"IDAT", zlib.compress(b"\0\0\0\0\0"))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
+
+
+def with_thumbnail(data: bytes) -> bytes:
+    png = base64.b64encode(tiny_png()).decode()
+    block = f"; thumbnail begin 1x1 {len(png)}\n; {png}\n; thumbnail end\n"
+    return block.encode() + data
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def client(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def upload(client: Client, name: str, data: bytes, *, json: bool = False):
+    headers = {"Accept": "application/json"} if json else {}
+    return client.post(reverse("jobs:upload"), {"file": SimpleUploadedFile(name, data)}, headers=headers)
+
+
+def incoming_files() -> list:
+    folder = library.files_dir() / "incoming"
+    return list(folder.iterdir()) if folder.exists() else []
+
+
+def test_upload_stores_the_file_by_content_with_its_metadata(client, user):
+    data = with_thumbnail(gcode_bytes(seconds=3723, material="PETG"))
+    response = upload(client, "benchy.gcode", data)
+    assert response.status_code == 302
+    file = GcodeFile.objects.get()
+    assert (file.name, file.size, file.uploaded_by) == ("benchy.gcode", len(data), user)
+    assert library.stored_path(file).read_bytes() == data
+    assert file.slicer == "PrusaSlicer"
+    assert file.estimated_seconds == 3723
+    assert file.filament_type == "PETG"
+    assert file.thumbnail_type == "image/png"
+    assert incoming_files() == []
+    page = client.get(reverse("jobs:library"))
+    assert b"benchy.gcode: stored" in page.content
+    thumb = client.get(reverse("jobs:thumbnail", args=[file.pk]))
+    assert thumb["Content-Type"] == "image/png"
+    assert b"".join(thumb.streaming_content) == tiny_png()
+
+
+def test_several_files_in_one_request_each_get_a_verdict(client):
+    response = client.post(
+        reverse("jobs:upload"),
+        {"file": [SimpleUploadedFile("a.gcode", gcode_bytes()), SimpleUploadedFile("b.stl", b"solid x")]},
+        headers={"Accept": "application/json"},
+    )
+    assert response.status_code == 207
+    body = response.json()
+    assert [s["name"] for s in body["stored"]] == ["a.gcode"]
+    assert body["errors"] == ["b.stl: not a G-code file. Accepted: .gcode, .gco, .g, .bgcode."]
+
+
+def test_the_same_content_again_reuses_the_stored_file(client):
+    data = gcode_bytes()
+    assert upload(client, "one.gcode", data, json=True).status_code == 201
+    again = upload(client, "two.gcode", data, json=True)
+    assert again.status_code == 201
+    assert again.json()["stored"][0]["created"] is False
+    assert "already in the library" in again.json()["stored"][0]["message"]
+    assert GcodeFile.objects.count() == 1
+    assert incoming_files() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("model.stl", b"solid cube", "not a G-code file"),
+        ("notes.txt", b"hello", "not a G-code file"),
+        ("empty.gcode", b"", "the file is empty"),
+    ],
+)
+def test_bad_files_are_refused_and_nothing_is_stored(client, name, data, message):
+    response = upload(client, name, data, json=True)
+    assert response.status_code == 400
+    assert message in response.json()["errors"][0]
+    assert not GcodeFile.objects.exists()
+    assert incoming_files() == []
+    assert not any(p.is_file() for p in library.files_dir().rglob("*"))
+
+
+def test_a_file_over_the_limit_is_refused_and_nothing_is_stored(client, settings):
+    settings.PRINTFARM_UPLOAD_MAX_BYTES = 1000
+    response = upload(client, "big.gcode", gcode_bytes(padding=5000), json=True)
+    assert response.status_code == 413
+    assert "larger than the 1000 bytes limit" in response.json()["errors"][0]
+    assert not GcodeFile.objects.exists()
+    assert incoming_files() == []
+
+
+def test_without_js_a_refusal_is_a_message_on_the_library(client):
+    response = upload(client, "x.stl", b"solid")
+    assert response.status_code == 302
+    page = client.get(response["Location"])
+    assert b"x.stl: not a G-code file" in page.content
+
+
+def test_upload_needs_the_csrf_token(user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    response = upload(client, "a.gcode", gcode_bytes())
+    assert response.status_code == 403
+    assert not GcodeFile.objects.exists()
+    assert incoming_files() == []
+
+
+def test_upload_needs_a_login():
+    response = upload(Client(), "a.gcode", gcode_bytes())
+    assert response.status_code == 302
+    assert "/login/" in response["Location"]
+    assert not GcodeFile.objects.exists()
+
+
+def test_list_searches_and_sorts(client):
+    make_file("cube.gcode", seconds=600)
+    make_file("benchy.gcode", seconds=60)
+    page = client.get(reverse("jobs:library"), {"q": "ben"})
+    assert b"benchy.gcode" in page.content and b"cube.gcode" not in page.content
+    by_time = client.get(reverse("jobs:library"), {"sort": "time"}).content
+    assert by_time.index(b"benchy.gcode") < by_time.index(b"cube.gcode")
+    fragment = client.get(reverse("jobs:library"), {"q": "cube"}, headers={"HX-Request": "true"})
+    assert fragment.content.lstrip().startswith(b'<section id="file-table"')
+
+
+def test_a_file_a_job_waits_for_cannot_be_deleted(client):
+    file = make_file()
+    Job.objects.create(file=file)
+    response = client.post(reverse("jobs:file_delete", args=[file.pk]), follow=True)
+    assert b"used by 1 waiting or running job" in response.content
+    assert library.stored_path(file).exists()
+
+
+def test_deleting_a_file_with_history_keeps_the_record(client):
+    file = make_file()
+    job = Job.objects.create(file=file, state=Job.State.COMPLETED, printer=PrinterFactory())
+    client.post(reverse("jobs:file_delete", args=[file.pk]))
+    file.refresh_from_db()
+    assert file.deleted_at is not None
+    assert not library.stored_path(file).exists()
+    listed = client.get(reverse("jobs:library")).content
+    assert f'href="{reverse("jobs:file", args=[file.pk])}"'.encode() not in listed
+    assert client.get(reverse("jobs:job", args=[job.pk])).status_code == 200
+
+
+def test_deleting_an_unused_file_removes_it(client):
+    file = make_file()
+    path = library.stored_path(file)
+    client.post(reverse("jobs:file_delete", args=[file.pk]))
+    assert not GcodeFile.objects.exists()
+    assert not path.exists()
+
+
+def test_uploading_a_deleted_files_content_brings_it_back(client):
+    data = gcode_bytes()
+    upload(client, "old.gcode", data)
+    file = GcodeFile.objects.get()
+    Job.objects.create(file=file, state=Job.State.FAILED)
+    library.delete(file)
+    upload(client, "new.gcode", data)
+    file.refresh_from_db()
+    assert (file.deleted_at, file.name) == (None, "new.gcode")
+    assert library.stored_path(file).read_bytes() == data
+    assert GcodeFile.objects.count() == 1
+
+
+def test_clean_name_strips_paths_and_control_characters():
+    assert library.clean_name("C:\\models\\cube.gcode") == "cube.gcode"
+    assert library.clean_name("../../etc/x.gcode") == "x.gcode"
+    assert library.clean_name("a\x00b\n.gcode") == "ab.gcode"
+    assert len(library.clean_name("x" * 400 + ".gcode")) == 255

@@ -18,7 +18,9 @@ if .venv/bin/python scripts/services_up.py "$PG_URL" "$RD_URL"; then
   echo "== database and channel-layer tests on PostgreSQL + Redis"
   DATABASE_URL=$PG_URL REDIS_URL=$RD_URL .venv/bin/pytest -q -m "not browser" \
     printers/tests/test_services.py printers/tests/test_coordinator.py \
-    printers/tests/test_views.py printers/tests/test_realtime.py "$@"
+    printers/tests/test_views.py printers/tests/test_realtime.py \
+    jobs/tests/test_dispatch.py jobs/tests/test_queue.py jobs/tests/test_library.py \
+    jobs/tests/test_history.py "$@"
 elif [ -n "${CI:-}" ]; then
   echo "PostgreSQL or Redis is not answering on 127.0.0.1; CI needs both." >&2
   exit 1

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.db import connections
 
 from jobs import services
 from jobs.dispatch import Dispatcher, StartGate
@@ -24,6 +25,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 S = Job.State
 SPEED = 60.0  # a file estimated at 60 s prints in 1 s
 LIFECYCLE = ["queued", "assigned", "uploading", "printing", "completed"]
+
+
+@pytest.fixture(autouse=True)
+async def close_thread_connections():
+    """The dispatcher queries from sync_to_async's worker thread; close that thread's
+    connection so PostgreSQL can drop the test database afterwards."""
+    yield
+    await sync_to_async(connections.close_all)()
 
 
 @pytest.fixture
@@ -281,7 +290,7 @@ async def test_upload_only_puts_the_file_on_the_printer_without_printing(farm):
     assert (await Printer.objects.aget(pk=printer.pk)).bed_clear  # nothing was printed
 
 
-def test_start_gate_lets_k_starts_through_per_window():
+async def test_start_gate_lets_k_starts_through_per_window():
     now = [0.0]
     gate = StartGate(2, 10.0, clock=lambda: now[0])
     assert gate.delay() == 0

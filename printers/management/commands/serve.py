@@ -27,7 +27,7 @@ class Command(BaseCommand):
             workers=workers,
             loop="uvloop",
             http="httptools",
-            ws="websockets",
+            ws="websockets-sansio",
             lifespan="off",  # Django's ASGI handler has no lifespan events
             access_log=False,
             timeout_graceful_shutdown=5,

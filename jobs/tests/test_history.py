@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import stats
+from jobs import charts, stats
 from jobs.models import GcodeFile, Job
 from jobs.tests.factories import make_file
 from printers.services import printer_delete
@@ -590,7 +590,7 @@ def test_chart_geometry():
         stats.Bucket(dt.date(2026, 3, 16), "day", completed=2, failed=1, print_seconds=3 * 3600),
         stats.Bucket(dt.date(2026, 3, 17), "day"),
     ]
-    chart = stats.activity_chart(buckets, unit="day")
+    chart = charts.activity_chart(buckets, unit="day")
     assert [t.label for t in chart.y_ticks] == ["0", "1", "2", "3", "4"]
     assert [t.label for t in chart.hour_ticks] == ["0", "1", "2", "3", "4"]
     assert [t.label for t in chart.x_ticks] == ["16 Mar", "17 Mar"]
@@ -604,14 +604,14 @@ def test_chart_geometry():
         chart.description == "2 days from 16 Mar 2026 to 17 Mar 2026: 2 completed, 1 failed, 3.0 print hours."
     )
     assert not chart.empty
-    assert stats.activity_chart([stats.Bucket(dt.date(2026, 3, 16), "day")], unit="day").empty
+    assert charts.activity_chart([stats.Bucket(dt.date(2026, 3, 16), "day")], unit="day").empty
 
 
 def test_chart_thins_x_labels():
     buckets = [
         stats.Bucket(dt.date(2026, 1, 1) + dt.timedelta(days=i), "day", completed=1) for i in range(30)
     ]
-    chart = stats.activity_chart(buckets, unit="day")
+    chart = charts.activity_chart(buckets, unit="day")
     assert len(chart.x_ticks) == 10
     assert len(chart.dots) == 30
 
@@ -621,4 +621,4 @@ def test_chart_thins_x_labels():
     [(0, 1.0), (0.3, 0.5), (1, 1.0), (1.2, 2.0), (4, 5.0), (7, 10.0), (0.075, 0.1), (230, 500.0)],
 )
 def test_nice_step(raw, step):
-    assert stats.nice_step(raw) == pytest.approx(step)
+    assert charts.nice_step(raw) == pytest.approx(step)

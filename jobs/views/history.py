@@ -17,7 +17,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 from django_htmx.middleware import HtmxDetails
 
-from jobs import stats
+from jobs import charts, stats
 from printers.models import Printer
 
 PAGE_SIZE = 50
@@ -99,7 +99,7 @@ def statistics(request: HttpRequest) -> HttpResponse:
         "figures": stats.figures_of(jobs),
         "by_printer": [] if printer else stats.figures_by_printer(jobs),
         "buckets": buckets,
-        "chart": stats.activity_chart(buckets, unit=filters.unit),
+        "chart": charts.activity_chart(buckets, unit=filters.unit),
         "period_links": filters.period_links(),
     }
     return render(request, "jobs/statistics.html", context)

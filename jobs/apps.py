@@ -1,4 +1,4 @@
-"""App config for jobs (G-code library, queue, dispatch; see the jobs issue)."""
+"""App config for jobs: the G-code library, the queue, dispatch, history."""
 
 from django.apps import AppConfig
 
@@ -6,3 +6,6 @@ from django.apps import AppConfig
 class JobsConfig(AppConfig):
     name = "jobs"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from jobs import signals  # noqa: F401 - connects the receivers

@@ -299,3 +299,13 @@ async def test_start_gate_lets_k_starts_through_per_window():
     now[0] = 10.5
     assert gate.delay() == 0
     assert StartGate(0, 10.0).delay() == 0
+
+
+async def test_staggered_start_spaces_the_starts(farm):
+    await add_printers(farm, 2)
+    file = await sync_to_async(make_file)("s.gcode", seconds=60_000)
+    await queue(file, quantity=2)
+    async with running(stagger=(1, 1.5)):
+        await eventually(lambda: _equals(count(state=S.PRINTING), 2))
+    starts = sorted([j.started_at async for j in Job.objects.filter(state=S.PRINTING)])
+    assert (starts[1] - starts[0]).total_seconds() >= 1.4

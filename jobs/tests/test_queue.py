@@ -258,3 +258,16 @@ def test_job_page_shows_its_events(client):
     job = services.jobs_create(file=make_file(), by="ann")[0]
     page = client.get(reverse("jobs:job", args=[job.pk])).content.decode()
     assert "queued" in page and "ann" in page
+
+
+def test_removing_a_printer_ends_the_jobs_that_needed_it():
+    p = PrinterFactory(name="gone")
+    pinned = services.jobs_create(file=make_file(), printers=[p])[0]
+    running = services.jobs_create(file=make_file())[0]
+    services.job_transition(running, S.ASSIGNED, printer=p, printer_name=p.name)
+    any_printer = services.jobs_create(file=make_file())[0]
+    p.delete()
+    states = {j.pk: (j.state, j.reason) for j in Job.objects.all()}
+    assert states[pinned.pk] == (S.CANCELLED, "Its printer gone was removed")
+    assert states[running.pk] == (S.FAILED, "Its printer gone was removed")
+    assert states[any_printer.pk][0] == S.QUEUED

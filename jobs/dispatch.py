@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db.models import F
+from django.db.models import Count, F, Max
 from django.utils import timezone
 
 from jobs import services
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 S = Job.State
 PROGRESS_EVERY = 1.0  # seconds between two transfer-progress writes
 START_GRACE = 20.0  # seconds a started print may take to show up as printing
+REPLAN_EVERY = 10.0  # seconds; a plan whose inputs look unchanged is still redone this often
 RUNNING = frozenset({State.PRINTING, State.PAUSED})
 UNKNOWN = frozenset({State.OFFLINE, State.CONNECTING})
 
@@ -114,6 +115,8 @@ class Dispatcher:
         self.following: dict[int, Follow] = {}
         self.last_state: dict[int, State] = {}
         self.assigned = 0  # jobs handed to printers, for tests and benchmarks
+        self._planned: tuple | None = None  # what the last plan was made from
+        self._planned_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
     # -- life cycle -------------------------------------------------------------------------
@@ -210,8 +213,21 @@ class Dispatcher:
             task.cancel()
 
     def _assign(self, free: list[int], statuses: dict[int, PrinterStatus]) -> list[tuple[int, int]]:
-        """Plan with the live statuses and the stored configuration; claim each planned job."""
-        printers = Printer.objects.filter(pk__in=free, enabled=True, bed_clear=True).prefetch_related("tags")
+        """Plan with the live statuses and the stored configuration; claim each planned job.
+
+        Planning reads every waiting job, so it only runs when its inputs changed: the
+        printers ready (free in the poll, bed clear) or the queue (count, last change)."""
+        queue = Job.objects.waiting().aggregate(n=Count("pk"), changed=Max("updated_at"))
+        if not queue["n"]:
+            return []
+        ready = frozenset(
+            Printer.objects.filter(pk__in=free, enabled=True, bed_clear=True).values_list("pk", flat=True)
+        )
+        signature = (ready, queue["n"], queue["changed"])
+        if not ready or (signature == self._planned and self.clock() - self._planned_at < REPLAN_EVERY):
+            return []
+        self._planned, self._planned_at = signature, self.clock()
+        printers = Printer.objects.filter(pk__in=ready).prefetch_related("tags")
         candidates = [
             Candidate(
                 pk=p.pk,

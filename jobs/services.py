@@ -213,7 +213,7 @@ def jobs_reorder(ordered_ids: Sequence[int]) -> None:
             priority = after.priority
         if (priority, index) != (job.priority, job.position):
             job.priority, job.position = priority, index
-            Job.objects.filter(pk=pk).update(priority=priority, position=index)
+            Job.objects.filter(pk=pk).update(priority=priority, position=index, updated_at=timezone.now())
 
 
 def job_print_now(job: Job, printer: Printer, *, by: object = None) -> Job:

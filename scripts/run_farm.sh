@@ -48,6 +48,7 @@ if [ "$DEMO_PRINTERS" -gt 0 ]; then
   [ -s "$demo_file" ] || { echo "The printer simulator did not start (port $DEMO_PORT in use?)." >&2; exit 1; }
   $py manage.py register_printers "$demo_file" --tag demo
   $py scripts/demo_prints.py "http://127.0.0.1:$((DEMO_PORT - 1))"
+  $py manage.py demo_files
 fi
 
 $py manage.py poll_printers &

@@ -309,3 +309,19 @@ async def test_staggered_start_spaces_the_starts(farm):
         await eventually(lambda: _equals(count(state=S.PRINTING), 2))
     starts = sorted([j.started_at async for j in Job.objects.filter(state=S.PRINTING)])
     assert (starts[1] - starts[0]).total_seconds() >= 1.4
+
+
+async def test_printer_going_offline_mid_transfer_fails_the_job_with_the_reason(farm):
+    (printer,) = await add_printers(farm, 1)
+    farm.set_fault(0, "stall_upload")
+    file = await sync_to_async(make_file)("o.gcode", seconds=60)
+    (job,) = await queue(file)
+    async with running(attempts=2, retry_seconds=0.2):
+        await eventually(lambda: _equals(count(state=S.UPLOADING), 1))
+        farm.set_fault(0, "offline")  # the stalled transfer breaks; the retry finds nobody
+        await eventually(lambda: _equals(count(state=S.FAILED), 1))
+    await job.arefresh_from_db()
+    assert job.attempts == 2
+    assert job.reason.startswith("Sending to sim-0 failed after 2 attempts: ")
+    assert "refused" in job.reason or "connect" in job.reason
+    assert farm.printers[0].summary_state() != "printing"

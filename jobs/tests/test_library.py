@@ -204,3 +204,13 @@ def test_clean_name_strips_paths_and_control_characters():
     assert library.clean_name("../../etc/x.gcode") == "x.gcode"
     assert library.clean_name("a\x00b\n.gcode") == "ab.gcode"
     assert len(library.clean_name("x" * 400 + ".gcode")) == 255
+
+
+def test_demo_files_are_stored_once_with_their_thumbnails():
+    from django.core.management import call_command
+
+    call_command("demo_files")
+    call_command("demo_files")
+    files = GcodeFile.objects.all()
+    assert len(files) == 3
+    assert all(f.thumbnail_type == "image/png" and f.estimated_seconds for f in files)

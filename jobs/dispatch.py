@@ -419,10 +419,10 @@ class Dispatcher:
 async def _push(printer_id: int) -> None:
     """With Redis, redraw the printer's card on open dashboards now (the change feed of a
     Redis-less setup sees the status row's new revision by itself)."""
-    from printers.realtime import apublish_changes
+    from printers.realtime import apublish_within
 
     try:
-        await asyncio.wait_for(apublish_changes([printer_id]), 5.0)
+        await apublish_within([printer_id])
     except Exception:
         logger.warning("Could not push printer %s's card to dashboards", printer_id, exc_info=True)
 

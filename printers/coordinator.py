@@ -41,7 +41,6 @@ SAMPLE_INTERVAL = 30.0  # one temperature sample per printer this often (charts 
 SUMMARY_INTERVAL = 60.0
 LAG_PROBE = 0.25  # seconds between event-loop lag probes
 SLOW_FLUSH = 1.0  # seconds; a flush slower than this is logged: the database is the bottleneck
-PUBLISH_TIMEOUT = 5.0  # seconds; a stalled Redis must not stall the writes behind it
 STOP_GRACE = 10.0  # seconds a background task gets to finish once cancelled at shutdown
 JITTER = 0.1  # +-10 % on backoff delays, so printers that died together don't retry together
 MESSAGE_MAX = 500  # PrinterStatusRow.message
@@ -576,10 +575,10 @@ class Coordinator:
                     self._written_at[pk] = done
             self.counters.writes += len(written)
         if written:
-            from printers.realtime import apublish_changes
+            from printers.realtime import apublish_within
 
             try:
-                await asyncio.wait_for(apublish_changes(written), PUBLISH_TIMEOUT)
+                await apublish_within(written)
             except Exception:
                 logger.exception("Could not push %d status changes to dashboards", len(written))
         return written

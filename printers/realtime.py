@@ -104,6 +104,27 @@ async def apublish_changes(printer_ids: Sequence[int]) -> None:
     await _group_send(frames)
 
 
+PUBLISH_TIMEOUT = 5.0  # seconds; a stalled Redis must not stall the poller's writes behind it
+
+
+async def apublish_within(printer_ids: Sequence[int], timeout: float = PUBLISH_TIMEOUT) -> bool:
+    """`apublish_changes`, but the caller waits at most `timeout`: a publish still pending is
+    cancelled and left to end on its own (awaiting a stuck cancellation would stall too).
+    False when it timed out; a publish error is raised."""
+    task = asyncio.ensure_future(apublish_changes(printer_ids))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        logger.warning("Pushing %d changes to dashboards took over %g s; skipped", len(printer_ids), timeout)
+        return False
+    task.result()
+    return True
+
+
 # -- the change feed (no Redis) --------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import struct
 import zlib
 
@@ -214,3 +215,42 @@ def test_demo_files_are_stored_once_with_their_thumbnails():
     files = GcodeFile.objects.all()
     assert len(files) == 3
     assert all(f.thumbnail_type == "image/png" and f.estimated_seconds for f in files)
+
+
+async def test_a_body_declared_larger_than_the_limit_is_refused_unread(settings):
+    from printfarm.asgi_http import FarmASGIHandler
+
+    settings.PRINTFARM_UPLOAD_MAX_BYTES = 1000
+    sent = []
+
+    async def receive():
+        raise AssertionError("the body must not be read")
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/files/upload/",
+        "headers": [(b"content-length", str(5 * 1024 * 1024).encode())],
+    }
+    await FarmASGIHandler()(scope, receive, send)
+    assert sent[0]["status"] == 413
+    assert b"nothing was stored" in sent[1]["body"]
+
+
+async def test_request_bodies_spool_into_the_data_directory(settings, tmp_path):
+    from printfarm.asgi_http import FarmASGIHandler
+
+    settings.FILE_UPLOAD_TEMP_DIR = tmp_path
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 10
+    messages = [{"type": "http.request", "body": b"x" * 100, "more_body": True}, {"type": "http.request"}]
+
+    async def receive():
+        return messages.pop(0)
+
+    body = await FarmASGIHandler().read_body(receive)
+    assert body.read() == b"x" * 100
+    assert body._rolled  # on disk, and on which disk: the (unnamed) file's directory
+    assert os.readlink(f"/proc/self/fd/{body.fileno()}").startswith(str(tmp_path))

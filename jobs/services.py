@@ -60,9 +60,8 @@ def job_transition(job: Job, to: str, *, by: object = None, reason: str = "", **
             f"A {Job.State(current).label.lower()} job can't become {Job.State(to).label.lower()}."
         )
     now = timezone.now()
-    values: dict[str, object] = {"state": to, "updated_at": now, **fields}
-    if reason or to in Job.FINISHED or to == S.QUEUED:
-        values.setdefault("reason", reason[:REASON_MAX])
+    # `reason` is the job's latest note: a move without one clears what no longer applies.
+    values: dict[str, object] = {"state": to, "updated_at": now, "reason": reason[:REASON_MAX], **fields}
     if to == S.ASSIGNED and current == S.QUEUED:
         values.setdefault("assigned_at", now)
     elif to == S.PRINTING:

@@ -1,10 +1,15 @@
 """Settings for the test suite: the real settings, with a throwaway data dir and key."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key")
-os.environ.setdefault("PRINTFARM_DATA_DIR", tempfile.mkdtemp(prefix="printfarm-test-"))
+if "PRINTFARM_DATA_DIR" not in os.environ:
+    _data_dir = tempfile.mkdtemp(prefix="printfarm-test-")
+    os.environ["PRINTFARM_DATA_DIR"] = _data_dir
+    atexit.register(shutil.rmtree, _data_dir, ignore_errors=True)
 
 from printfarm.settings import *  # noqa: E402,F403
 from printfarm.settings import DATA_DIR, DATABASES  # noqa: E402

@@ -319,12 +319,24 @@ class Dispatcher:
                     f"{self.gate.seconds:g} s)"
                 )
             await self.gate.acquire()
+            # Cancelled from the web while the file was on its way: don't start it.
+            if not await _db(Job.objects.filter(pk=job_id, state=S.UPLOADING).exists)():
+                self._release(printer_id, job_id)
+                return
             await driver.start(remote_name)
         except DriverError as exc:
             await progress.stop()
             await self._retry_or_fail(job, exc.message or str(exc), permanent=exc.permanent)
             return
-        await _db(services.job_transition)(job, S.PRINTING, reason="")
+        try:
+            await _db(services.job_transition)(job, S.PRINTING, reason="")
+        except services.JobChanged:
+            # Cancelled in the moment between the check and the start: stop what we started.
+            logger.warning("Job %s was cancelled as its print started; cancelling it on the printer", job_id)
+            with contextlib.suppress(DriverError):
+                await driver.cancel()
+            self._release(printer_id, job_id)
+            return
         self.following[job_id] = Follow(job_id, printer_id, remote_name, self.clock())
 
     async def _retry_or_fail(self, job: Job, problem: str, *, permanent: bool = False) -> None:

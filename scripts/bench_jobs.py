@@ -156,9 +156,15 @@ def upload(client: httpx.Client, path: Path) -> dict:
     return response.json()
 
 
-def bench_upload(site: Site, big: Path) -> dict:
+def bench_upload(site: Site, big: Path, server: str = "serve") -> dict:
     port = free_port_block(1)
-    web = site.start("serve", "--host", "127.0.0.1", "--port", str(port))
+    if server == "daphne":  # the server DESIGN.md first named, for comparison
+        daphne = str(Path(sys.executable).parent / "daphne")
+        web = subprocess.Popen(
+            [daphne, "-b", "127.0.0.1", "-p", str(port), "printfarm.asgi:application"], env=site.env, cwd=ROOT
+        )
+    else:
+        web = site.start("serve", "--host", "127.0.0.1", "--port", str(port))
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: httpx.get(base + "/login/", timeout=1).status_code == 200, 30, "web server", web)
@@ -366,6 +372,9 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--runs", type=int, default=2, help="transfers each way (best is compared)")
     parser.add_argument("--only", default="upload,transfer,metadata,dispatch")
+    parser.add_argument(
+        "--server", choices=["serve", "daphne"], default="serve", help="web server for the upload part"
+    )
     args = parser.parse_args()
     parts = set(args.only.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="printfarm-bench-jobs-"))
@@ -375,7 +384,7 @@ def main() -> int:
         site = Site(tmp / "site")
         if parts & {"upload", "transfer"}:
             print(f"1. uploading {args.size_mb} MB to the web process …", flush=True)
-            results["upload"] = bench_upload(site, big)
+            results["upload"] = bench_upload(site, big, args.server)
         if "transfer" in parts:
             print("2. sending it to a simulated printer: curl, then the dispatcher …", flush=True)
             results["transfer"] = bench_transfer(site, big, results["upload"]["file_id"], args.runs)

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "template_partials",
     "printers",
     "jobs",
+    "printfarm.accounts",
 ]
 
 MIDDLEWARE = [
@@ -72,6 +73,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "printfarm.accounts.roles.roles",
             ],
         },
     },

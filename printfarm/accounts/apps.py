@@ -1,0 +1,9 @@
+"""Users' roles, API tokens and the audit log."""
+
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    name = "printfarm.accounts"
+    label = "accounts"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,31 @@
+"""The audit log: every user intent (web, API, slicer) recorded in one call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from printfarm.accounts.models import AuditEntry
+
+
+def audit_record(
+    user: Any,
+    action: str,
+    *,
+    target: Any = None,
+    target_type: str = "",
+    detail: str = "",
+    via: str = "web",
+) -> AuditEntry:
+    """Record that `user` did `action` (dotted, e.g. "printer.command") to `target` (a model
+    instance; its class name and str() are kept, so the entry outlives it)."""
+    authenticated = getattr(user, "is_authenticated", False)
+    return AuditEntry.objects.create(
+        user=user if authenticated else None,
+        username=user.get_username() if authenticated else "",
+        action=action,
+        target_type=target_type or (type(target).__name__.lower() if target is not None else ""),
+        target_id=str(getattr(target, "pk", "") or ""),
+        target_label=str(target)[:255] if target is not None else "",
+        detail=detail[:500],
+        via=via,
+    )

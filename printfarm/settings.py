@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "printers",
     "jobs",
     "printfarm.accounts",
+    "ninja",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,4 @@
+"""Operations endpoints: Prometheus metrics."""
+
+app_name = "ops"
+urlpatterns: list = []

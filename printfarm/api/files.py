@@ -1,0 +1,104 @@
+"""G-code files: list, metadata, streamed upload, delete."""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.http import Http404, HttpRequest
+from django.urls import reverse
+from ninja import Query, Router, Status
+from pydantic import Field
+
+from jobs import library
+from jobs.models import GcodeFile
+from printfarm.accounts.audit import audit_record
+from printfarm.accounts.models import Role
+from printfarm.api import schemas
+from printfarm.api.auth import TokenAuth, need
+
+router = Router(tags=["files"])
+ERRORS = {401: schemas.Error, 403: schemas.Error, 404: schemas.Error, 409: schemas.Error, 422: schemas.Error}
+SORTS = {"new": "-uploaded_at", "name": "name", "size": "-size", "time": "estimated_seconds"}
+
+
+def file_out(file: GcodeFile) -> dict:
+    data = {name: getattr(file, name) for name in schemas.FileOut.model_fields if hasattr(file, name)}
+    data["thumbnail_url"] = reverse("jobs:thumbnail", args=[file.pk]) if file.thumbnail_type else None
+    return data
+
+
+class FileQuery(schemas.Schema):
+    q: str = Field("", max_length=100, description="part of the name")
+    sort: str = Field("new", pattern="^(new|name|size|time)$")
+    limit: int = Field(50, ge=1, le=500)
+    offset: int = Field(0, ge=0)
+
+
+@router.get("/files", response={200: schemas.FilePage, **ERRORS})
+def file_list(request: HttpRequest, query: Query[FileQuery]):
+    files = GcodeFile.objects.present().search(query.q.strip()).order_by(SORTS[query.sort], "pk")
+    page = files[query.offset : query.offset + query.limit]
+    return {"count": files.count(), "items": [file_out(f) for f in page]}
+
+
+@router.get("/files/{file_id}", response={200: schemas.FileOut, **ERRORS})
+def file_detail(request: HttpRequest, file_id: int):
+    file = GcodeFile.objects.present().filter(pk=file_id).first()
+    if file is None:
+        raise Http404(f"No file {file_id}.")
+    return file_out(file)
+
+
+@router.post(
+    "/files",
+    auth=[TokenAuth()],  # a session would need the body parsed for its CSRF check first
+    response={201: schemas.UploadOut, 400: schemas.UploadOut, **ERRORS},
+    summary="Upload G-code (operator)",
+    description=(
+        "`multipart/form-data` with one or more `file` parts; each is streamed to disk and "
+        "hashed. Accepted: " + ", ".join(library.EXTENSIONS) + ". The same content uploaded "
+        "again reuses the stored file (its id is in `reused`)."
+    ),
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "file": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                        },
+                        "required": ["file"],
+                    }
+                }
+            },
+            "required": True,
+        }
+    },
+)
+async def file_upload(request: HttpRequest):
+    actor = need(request, Role.OPERATOR)
+    handler = library.GcodeUploadHandler(request)
+    request.upload_handlers = [handler]
+    await sync_to_async(lambda: request.FILES, thread_sensitive=False)()
+    stored, reused = [], []
+    for received in handler.received:
+        result = await sync_to_async(library.store)(received, by=actor.user)
+        if result.created:
+            stored.append(result.file)
+            await sync_to_async(audit_record)(actor.user, "file.upload", target=result.file, via=actor.via)
+        else:
+            reused.append(result.file.pk)
+    errors = list(handler.rejected) or ([] if stored or reused else ["No file part named `file` arrived."])
+    body = {"stored": [file_out(f) for f in stored], "reused": reused, "errors": errors}
+    return Status(201 if stored or reused else 400, body)
+
+
+@router.delete("/files/{file_id}", response={204: None, **ERRORS}, summary="Delete a file (operator)")
+def file_delete(request: HttpRequest, file_id: int):
+    actor = need(request, Role.OPERATOR)
+    file = GcodeFile.objects.present().filter(pk=file_id).first()
+    if file is None:
+        raise Http404(f"No file {file_id}.")
+    library.delete(file)
+    audit_record(actor.user, "file.delete", target=file, via=actor.via)
+    return Status(204, None)

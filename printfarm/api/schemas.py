@@ -1,0 +1,234 @@
+"""The API's request and response shapes (these are what /api/v1/openapi.json documents)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Literal
+
+from ninja import Schema
+from pydantic import Field
+
+
+class Error(Schema):
+    """Every error: a stable code, a sentence for people, and per-field messages if any."""
+
+    code: str = Field(examples=["not_found"])
+    detail: str
+    fields: dict[str, list[str]] = {}
+
+
+class PrinterStatusOut(Schema):
+    state: str
+    message: str
+    hotend_actual: float | None
+    hotend_target: float | None
+    bed_actual: float | None
+    bed_target: float | None
+    progress: float | None
+    file: str
+    elapsed: int | None
+    remaining: int | None
+    firmware: str
+    since: dt.datetime | None
+    last_seen: dt.datetime | None
+
+
+class PrinterOut(Schema):
+    id: int
+    name: str
+    protocol: str
+    base_url: str
+    enabled: bool
+    tags: list[str]
+    location: str
+    nozzle_diameter: float | None
+    build_volume: list[int]
+    material: str
+    auto_clear: bool
+    bed_clear: bool
+    has_api_key: bool = Field(description="the key itself is never sent back")
+    status: PrinterStatusOut
+
+
+class PrinterPage(Schema):
+    count: int
+    items: list[PrinterOut]
+
+
+class PrinterIn(Schema):
+    name: str = Field(max_length=80)
+    protocol: Literal["moonraker", "octoprint"]
+    base_url: str = Field(max_length=200)
+    api_key: str = Field("", max_length=200, description="write-only")
+    enabled: bool = True
+    tags: list[str] = []
+    location: str = ""
+    nozzle_diameter: Decimal = Decimal("0.40")
+    build_x: int = 220
+    build_y: int = 220
+    build_z: int = 250
+    material: str = ""
+    auto_clear: bool = False
+
+
+class PrinterPatch(Schema):
+    name: str | None = Field(None, max_length=80)
+    protocol: Literal["moonraker", "octoprint"] | None = None
+    base_url: str | None = Field(None, max_length=200)
+    api_key: str | None = Field(None, max_length=200, description='write-only; "" removes it')
+    enabled: bool | None = None
+    tags: list[str] | None = None
+    location: str | None = None
+    nozzle_diameter: Decimal | None = None
+    build_x: int | None = None
+    build_y: int | None = None
+    build_z: int | None = None
+    material: str | None = None
+    auto_clear: bool | None = None
+
+
+class StateCount(Schema):
+    offline: int
+    connecting: int
+    idle: int
+    printing: int
+    paused: int
+    finished: int
+    error: int
+    maintenance: int
+
+
+class FarmPrinterStatus(PrinterStatusOut):
+    id: int
+    name: str
+
+
+class FarmStatus(Schema):
+    printers: int
+    by_state: StateCount
+    status: list[FarmPrinterStatus]
+
+
+class CommandOut(Schema):
+    ok: bool
+    message: str
+
+
+class FileOut(Schema):
+    id: int
+    name: str
+    size: int
+    sha256: str
+    uploaded_at: dt.datetime
+    slicer: str
+    slicer_version: str
+    estimated_seconds: int | None
+    filament_mm: float | None
+    filament_g: float | None
+    filament_type: str
+    layer_height: float | None
+    nozzle_diameter: float | None
+    first_layer_hotend: float | None
+    first_layer_bed: float | None
+    object_height: float | None
+    thumbnail_url: str | None
+
+
+class FilePage(Schema):
+    count: int
+    items: list[FileOut]
+
+
+class UploadOut(Schema):
+    stored: list[FileOut]
+    reused: list[int] = Field(description="ids of files whose content was already stored")
+    errors: list[str]
+
+
+class JobEventOut(Schema):
+    at: dt.datetime
+    from_state: str
+    to_state: str
+    by: str
+    reason: str
+
+
+class JobOut(Schema):
+    id: int
+    file_id: int
+    file_name: str
+    state: str
+    action: str
+    priority: int
+    position: int
+    printer_id: int | None
+    printer_name: str
+    target_printer_id: int | None
+    required_tags: list[str]
+    required_material: str
+    required_nozzle: Decimal | None
+    transfer_percent: float | None
+    attempts: int
+    reason: str
+    created_at: dt.datetime
+    assigned_at: dt.datetime | None
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    print_seconds: int | None
+    filament_mm: float | None
+
+
+class JobDetail(JobOut):
+    events: list[JobEventOut]
+
+
+class JobPage(Schema):
+    count: int
+    items: list[JobOut]
+
+
+class JobIn(Schema):
+    file_id: int
+    quantity: int = Field(1, ge=1, le=500)
+    priority: int = Field(0, ge=-100, le=100)
+    action: Literal["print", "upload"] = "print"
+    printer_ids: list[int] = Field([], description="one job per printer; quantity is then ignored")
+    tags: list[str] = []
+    material: str = ""
+    nozzle: Decimal | None = Field(None, ge=Decimal("0.1"), le=Decimal("2.0"))
+
+
+class JobsCreated(Schema):
+    items: list[JobOut]
+
+
+class ReorderIn(Schema):
+    order: list[int] = Field(description="waiting job ids, first runs first")
+
+
+class UserOut(Schema):
+    id: int
+    username: str
+    email: str
+    role: str
+    is_active: bool
+    last_login: dt.datetime | None
+
+
+class UserPage(Schema):
+    count: int
+    items: list[UserOut]
+
+
+class UserIn(Schema):
+    username: str = Field(min_length=1, max_length=150)
+    email: str = ""
+    role: Literal["viewer", "operator", "admin"] = "viewer"
+    password: str = Field(min_length=1, max_length=128)
+
+
+class UserPatch(Schema):
+    role: Literal["viewer", "operator", "admin"] | None = None
+    is_active: bool | None = None
+    email: str | None = None

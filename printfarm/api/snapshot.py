@@ -1,0 +1,134 @@
+"""The farm's printers and live status, serialised at most once a second per process.
+
+The printer list and the farm status are read far more often than they change, and by
+many clients at once (dashboards, scripts, Prometheus). Serving them from bytes built at
+most once a second costs one query a second, however many clients ask; each is stamped
+with an ETag so an unchanged farm answers 304.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.db.models import Count, Max
+
+from printers.models import Printer, PrinterStatusRow
+from printers.presenters import card_state
+from printers.state import State
+
+MAX_AGE = 1.0  # seconds a snapshot is served before the next request rebuilds it
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def printer_dict(p: Printer) -> dict:
+    """The API's view of a printer with its live status (never its API key)."""
+    row = getattr(p, "status", None)
+    state = card_state(p, row)
+    return {
+        "id": p.pk,
+        "name": p.name,
+        "protocol": p.protocol,
+        "base_url": p.base_url,
+        "enabled": p.enabled,
+        "tags": sorted(t.name for t in p.tags.all()),
+        "location": p.location,
+        "nozzle_diameter": float(p.nozzle_diameter) if p.nozzle_diameter is not None else None,
+        "build_volume": [p.build_x, p.build_y, p.build_z],
+        "material": p.material,
+        "auto_clear": p.auto_clear,
+        "bed_clear": p.bed_clear,
+        "has_api_key": bool(p.api_key),
+        "status": {
+            "state": state.value,
+            "message": row.message if row else "",
+            "hotend_actual": row.hotend_actual if row else None,
+            "hotend_target": row.hotend_target if row else None,
+            "bed_actual": row.bed_actual if row else None,
+            "bed_target": row.bed_target if row else None,
+            "progress": row.progress if row else None,
+            "file": row.file if row else "",
+            "elapsed": row.elapsed if row else None,
+            "remaining": row.remaining if row else None,
+            "firmware": row.firmware if row else "",
+            "since": _iso(row.state_since) if row else None,
+            "last_seen": _iso(row.last_seen) if row else None,
+        },
+    }
+
+
+@dataclass
+class Snapshot:
+    version: tuple = ()
+    items: list[bytes] = field(default_factory=list)  # one JSON object per printer, by name
+    ids: dict[int, int] = field(default_factory=dict)  # printer id -> index in items
+    status: bytes = b"{}"
+    etag: str = ""
+    built_at: float = -1e9
+
+
+def _version() -> tuple:
+    # Anything a printer's entry shows moves one of these: a poll's write or a bed change
+    # bumps the status row's updated_at, an edit the printer's updated_at, removal the count.
+    p = Printer.objects.aggregate(n=Count("pk"), changed=Max("updated_at"))
+    s = PrinterStatusRow.objects.aggregate(changed=Max("updated_at"))
+    return (p["n"], p["changed"], s["changed"])
+
+
+def _build(previous: Snapshot) -> Snapshot:
+    version = _version()
+    if version == previous.version:
+        previous.built_at = time.monotonic()
+        return previous
+    printers = list(Printer.objects.with_status().order_by("name"))
+    dicts = [printer_dict(p) for p in printers]
+    counts = dict.fromkeys((s.value for s in State), 0)
+    for d in dicts:
+        counts[d["status"]["state"]] += 1
+    status = {
+        "printers": len(dicts),
+        "by_state": counts,
+        "status": [{"id": d["id"], "name": d["name"], **d["status"]} for d in dicts],
+    }
+    body = orjson.dumps(status)
+    return Snapshot(
+        version=version,
+        items=[orjson.dumps(d) for d in dicts],
+        ids={d["id"]: i for i, d in enumerate(dicts)},
+        status=body,
+        etag='"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
+        built_at=time.monotonic(),
+    )
+
+
+class SnapshotCache:
+    def __init__(self) -> None:
+        self.current = Snapshot()
+        self._lock: asyncio.Lock | None = None
+        self._loop = None
+
+    async def get(self) -> Snapshot:
+        if time.monotonic() - self.current.built_at < MAX_AGE:
+            return self.current
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+        async with self._lock:  # one rebuild at a time; the others then take its result
+            if time.monotonic() - self.current.built_at >= MAX_AGE:
+                self.current = await sync_to_async(_build)(self.current)
+        return self.current
+
+    def invalidate(self) -> None:
+        """After a write through the API: the writer sees its change at once."""
+        self.current.built_at = -1e9
+        self.current.version = ()
+
+
+snapshot = SnapshotCache()

@@ -16,7 +16,14 @@ from printfarm.api import schemas
 from printfarm.api.auth import TokenAuth, need
 
 router = Router(tags=["files"])
-ERRORS = {401: schemas.Error, 403: schemas.Error, 404: schemas.Error, 409: schemas.Error, 422: schemas.Error}
+ERRORS = {
+    400: schemas.Error,
+    401: schemas.Error,
+    403: schemas.Error,
+    404: schemas.Error,
+    409: schemas.Error,
+    422: schemas.Error,
+}
 SORTS = {"new": "-uploaded_at", "name": "name", "size": "-size", "time": "estimated_seconds"}
 
 
@@ -51,7 +58,7 @@ def file_detail(request: HttpRequest, file_id: int):
 @router.post(
     "/files",
     auth=[TokenAuth()],  # a session would need the body parsed for its CSRF check first
-    response={201: schemas.UploadOut, 400: schemas.UploadOut, **ERRORS},
+    response={**ERRORS, 201: schemas.UploadOut, 400: schemas.UploadOut},
     summary="Upload G-code (operator)",
     description=(
         "`multipart/form-data` with one or more `file` parts; each is streamed to disk and "

@@ -18,7 +18,7 @@ from printfarm.api.auth import need
 from printfarm.api.snapshot import printer_dict, snapshot
 
 router = Router(tags=["printers"])
-ERRORS = {401: schemas.Error, 403: schemas.Error, 404: schemas.Error, 422: schemas.Error}
+ERRORS = {400: schemas.Error, 401: schemas.Error, 403: schemas.Error, 404: schemas.Error, 422: schemas.Error}
 
 
 class PageQuery(schemas.Schema):

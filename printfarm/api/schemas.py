@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Literal
 
 from ninja import Schema
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
 
 class Error(Schema):
@@ -57,19 +57,19 @@ class PrinterPage(Schema):
 
 
 class PrinterIn(Schema):
-    name: str = Field(max_length=80)
+    name: str = Field(min_length=1, max_length=80)
     protocol: Literal["moonraker", "octoprint"]
-    base_url: str = Field(max_length=200)
+    base_url: str = Field(min_length=1, max_length=200, examples=["http://192.168.1.50:7125"])
     api_key: str = Field("", max_length=200, description="write-only")
-    enabled: bool = True
+    enabled: StrictBool = True
     tags: list[str] = []
     location: str = ""
     nozzle_diameter: Decimal = Decimal("0.40")
-    build_x: int = 220
-    build_y: int = 220
-    build_z: int = 250
+    build_x: StrictInt = 220
+    build_y: StrictInt = 220
+    build_z: StrictInt = 250
     material: str = ""
-    auto_clear: bool = False
+    auto_clear: StrictBool = False
 
 
 class PrinterPatch(Schema):
@@ -77,15 +77,15 @@ class PrinterPatch(Schema):
     protocol: Literal["moonraker", "octoprint"] | None = None
     base_url: str | None = Field(None, max_length=200)
     api_key: str | None = Field(None, max_length=200, description='write-only; "" removes it')
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
     tags: list[str] | None = None
     location: str | None = None
     nozzle_diameter: Decimal | None = None
-    build_x: int | None = None
-    build_y: int | None = None
-    build_z: int | None = None
+    build_x: StrictInt | None = None
+    build_y: StrictInt | None = None
+    build_z: StrictInt | None = None
     material: str | None = None
-    auto_clear: bool | None = None
+    auto_clear: StrictBool | None = None
 
 
 class StateCount(Schema):
@@ -142,7 +142,7 @@ class FilePage(Schema):
 
 class UploadOut(Schema):
     stored: list[FileOut]
-    reused: list[int] = Field(description="ids of files whose content was already stored")
+    reused: list[StrictInt] = Field(description="ids of files whose content was already stored")
     errors: list[str]
 
 
@@ -156,7 +156,7 @@ class JobEventOut(Schema):
 
 class JobOut(Schema):
     id: int
-    file_id: int
+    file_id: StrictInt
     file_name: str
     state: str
     action: str
@@ -189,11 +189,11 @@ class JobPage(Schema):
 
 
 class JobIn(Schema):
-    file_id: int
-    quantity: int = Field(1, ge=1, le=500)
-    priority: int = Field(0, ge=-100, le=100)
+    file_id: StrictInt
+    quantity: StrictInt = Field(1, ge=1, le=500)
+    priority: StrictInt = Field(0, ge=-100, le=100)
     action: Literal["print", "upload"] = "print"
-    printer_ids: list[int] = Field([], description="one job per printer; quantity is then ignored")
+    printer_ids: list[StrictInt] = Field([], description="one job per printer; quantity is then ignored")
     tags: list[str] = []
     material: str = ""
     nozzle: Decimal | None = Field(None, ge=Decimal("0.1"), le=Decimal("2.0"))
@@ -204,7 +204,7 @@ class JobsCreated(Schema):
 
 
 class ReorderIn(Schema):
-    order: list[int] = Field(description="waiting job ids, first runs first")
+    order: list[StrictInt] = Field(description="waiting job ids, first runs first")
 
 
 class UserOut(Schema):
@@ -230,5 +230,5 @@ class UserIn(Schema):
 
 class UserPatch(Schema):
     role: Literal["viewer", "operator", "admin"] | None = None
-    is_active: bool | None = None
+    is_active: StrictBool | None = None
     email: str | None = None

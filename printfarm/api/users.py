@@ -17,7 +17,14 @@ from printfarm.api import schemas
 from printfarm.api.auth import need
 
 router = Router(tags=["users"])
-ERRORS = {401: schemas.Error, 403: schemas.Error, 404: schemas.Error, 409: schemas.Error, 422: schemas.Error}
+ERRORS = {
+    400: schemas.Error,
+    401: schemas.Error,
+    403: schemas.Error,
+    404: schemas.Error,
+    409: schemas.Error,
+    422: schemas.Error,
+}
 User = get_user_model()
 
 

@@ -154,20 +154,22 @@ def main() -> int:
 
         port = free_port_block(3)
         farm_url, ref1_url, refn_url = (f"http://127.0.0.1:{port + i}" for i in range(3))
-        cold = {"printfarm": [], "reference": []}
+        servers = {
+            f"printfarm, {args.workers} workers": (lambda: start_printfarm(data, port, args.workers), "farm"),
+            "printfarm, 1 worker": (lambda: start_printfarm(data, port, 1), "farm"),
+            "reference, 1 worker": (lambda: start_reference(ref_dir, port + 1, 1), "ref"),
+            f"reference, {args.workers} workers": (
+                lambda: start_reference(ref_dir, port + 1, args.workers),
+                "ref",
+            ),
+        }
+        probes = {"farm": (farm_url + "/api/v1/printers", auth), "ref": (ref1_url + "/api/printers", {})}
+        cold: dict[str, list[float]] = {name: [] for name in servers}
         for _ in range(3):  # cold starts, one server at a time
-            for name, start, url, headers in (
-                (
-                    "printfarm",
-                    lambda: start_printfarm(data, port, args.workers),
-                    farm_url + "/api/v1/printers",
-                    auth,
-                ),
-                ("reference", lambda: start_reference(ref_dir, port + 1, 1), ref1_url + "/api/printers", {}),
-            ):
+            for name, (start, kind) in servers.items():
                 proc = start()
                 try:
-                    cold[name].append(first_200(url, headers, proc))
+                    cold[name].append(first_200(*probes[kind], proc))
                 finally:
                     stop(proc, name)
         results["cold_start_s"] = {k: round(statistics.median(v), 2) for k, v in cold.items()}
@@ -231,8 +233,9 @@ def main() -> int:
             failed |= not ok
             print(f"{ours} vs {base}: {ratio:.2f}x throughput (>= 1.0), p99 "
                   f"{'no worse' if p99_ok else 'WORSE'} -> {'ok' if ok else 'MISSED'}")  # fmt: skip
-    cold = results["cold_start_s"]
-    print(f"cold start to first 200: printfarm {cold['printfarm']} s, reference {cold['reference']} s")
+    print("cold start, process start to first 200 (median of 3):")
+    for name, seconds in results["cold_start_s"].items():
+        print(f"  {name:26s} {seconds:.2f} s")
     return 1 if failed else 0
 
 

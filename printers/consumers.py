@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from printers import realtime
+from printfarm.accounts.roles import role_of
 
 
 class FarmConsumer(AsyncWebsocketConsumer):
@@ -15,8 +17,8 @@ class FarmConsumer(AsyncWebsocketConsumer):
     feeding = False
 
     async def connect(self) -> None:
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
+        # Any role may watch; anonymous and disabled users have none.
+        if await database_sync_to_async(role_of)(self.scope.get("user")) is None:
             await self.close()  # before accept(): the handshake is refused (HTTP 403)
             return
         await self.channel_layer.group_add(realtime.GROUP, self.channel_name)

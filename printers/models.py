@@ -8,6 +8,7 @@ from django.db.models.functions import Mod
 from django.urls import reverse
 
 from printers.state import State
+from printfarm.crypto import EncryptedTextField
 
 
 class Tag(models.Model):
@@ -62,8 +63,9 @@ class Printer(models.Model):
     base_url = models.URLField(
         "address", max_length=300, help_text="e.g. http://192.168.1.50:7125 or http://octopi.local"
     )
-    # Write-only: forms and the admin never render it back (issue 4 adds encryption at rest).
-    api_key = models.CharField("API key", max_length=200, blank=True)
+    # Encrypted at rest (a Fernet token in the column, plaintext in Python), and write-only:
+    # forms and the admin never render it back. Forms cap it at 200 characters.
+    api_key = EncryptedTextField("API key", blank=True)
     enabled = models.BooleanField(default=True, help_text="Disabled printers are not polled.")
     tags = models.ManyToManyField(Tag, blank=True, related_name="printers")
     location = models.CharField(max_length=120, blank=True)

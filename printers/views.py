@@ -13,7 +13,7 @@ import logging
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
 from django.urls import reverse
@@ -31,6 +31,8 @@ from printers.models import Printer, Tag
 from printers.presenters import DashboardFilters, card_for, cards_for, state_counts, temperature_chart
 from printers.realtime import apublish_changes
 from printers.services import printer_create, printer_delete, printer_update
+from printfarm.accounts.audit import audit_record
+from printfarm.accounts.roles import admin_required, operator_required, viewer_required
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class HtmxHttpRequest(HttpRequest):
 
 
 arender = sync_to_async(render)
+aaudit_record = sync_to_async(audit_record)
 
 
 def _wants_fragment(request: HtmxHttpRequest) -> bool:
@@ -54,7 +57,7 @@ def _wants_fragment(request: HtmxHttpRequest) -> bool:
 # -- dashboard ------------------------------------------------------------------------------
 
 
-@login_required
+@viewer_required
 @require_GET
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     filters = DashboardFilters.from_query(request.GET)
@@ -85,7 +88,7 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
 # -- detail ---------------------------------------------------------------------------------
 
 
-@login_required
+@viewer_required
 @require_GET
 def printer_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     printer = get_object_or_404(Printer.objects.with_status(), pk=pk)
@@ -116,6 +119,14 @@ def _form_page(
     )
     context = {"form": form, "printer": printer, "outcome": outcome, "test_url": test_url}
     return render(request, "printers/printer_form.html", context)
+
+
+def _changes(form: PrinterForm) -> str:
+    # Field names only (the API key's value never goes into the log), and where it now points.
+    changed = ", ".join(form.changed_data) or "nothing"
+    if "base_url" in form.changed_data:
+        changed += f" (address now {form.cleaned_data['base_url']})"
+    return f"changed: {changed}"
 
 
 def _save(form: PrinterForm, printer: Printer | None, by: str) -> Printer | None:
@@ -152,7 +163,7 @@ async def _check_after_save(request: HttpRequest, printer: Printer) -> None:
         )
 
 
-@login_required
+@admin_required
 @require_http_methods(["GET", "POST"])
 async def printer_add(request: HtmxHttpRequest) -> HttpResponse:
     form = PrinterForm(request.POST if request.method == "POST" else None)
@@ -160,12 +171,13 @@ async def printer_add(request: HtmxHttpRequest) -> HttpResponse:
         user = await request.auser()
         printer = await sync_to_async(_save)(form, None, user.get_username())
         if printer is not None:
+            await aaudit_record(user, "printer.add", target=printer, detail=printer.base_url)
             await _check_after_save(request, printer)
             return redirect(printer)
     return await sync_to_async(_form_page)(request, form, None)
 
 
-@login_required
+@admin_required
 @require_http_methods(["GET", "POST"])
 async def printer_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     printer = await aget_object_or_404(Printer, pk=pk)
@@ -175,22 +187,30 @@ async def printer_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         user = await request.auser()
         saved = await sync_to_async(_save)(form, printer, user.get_username())
         if saved is not None:
+            await aaudit_record(user, "printer.edit", target=saved, detail=_changes(form))
             await apublish_changes([saved.pk])  # with Redis; the change feed finds it otherwise
             await _check_after_save(request, saved)
             return redirect(saved)
     return await sync_to_async(_form_page)(request, form, printer)
 
 
-@login_required
+def _delete(printer: Printer, user: object) -> None:
+    # Recorded first (the row still has its pk), in one transaction with the delete.
+    with transaction.atomic():
+        audit_record(user, "printer.delete", target=printer)
+        printer_delete(printer=printer)
+
+
+@admin_required
 @require_http_methods(["GET", "POST"])
 async def printer_delete_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     printer = await aget_object_or_404(Printer, pk=pk)
     if request.method == "GET":
         return await arender(request, "printers/printer_confirm_delete.html", {"printer": printer})
     name = printer.name
-    await sync_to_async(printer_delete)(printer=printer)
-    await apublish_changes([pk])  # with Redis, open dashboards drop the card
     user = await request.auser()
+    await sync_to_async(_delete)(printer, user)
+    await apublish_changes([pk])  # with Redis, open dashboards drop the card
     logger.info("Printer %s (%s) deleted by %s", pk, name, user.get_username())
     messages.success(request, f"Deleted {name}.")
     if request.htmx:
@@ -201,7 +221,7 @@ async def printer_delete_view(request: HtmxHttpRequest, pk: int) -> HttpResponse
 # -- talking to printers --------------------------------------------------------------------
 
 
-@login_required
+@admin_required
 @require_POST
 async def test_connection(request: HtmxHttpRequest, pk: int | None = None) -> HttpResponse:
     """Probe with the form's current values; on edit a blank key means the stored one."""
@@ -249,7 +269,7 @@ def _back(request: HttpRequest) -> str:
     return reverse("printers:dashboard")
 
 
-@login_required
+@operator_required
 @require_POST
 async def printer_command(request: HtmxHttpRequest, pk: int, name: str) -> HttpResponse:
     command = COMMANDS.get(name)
@@ -258,6 +278,7 @@ async def printer_command(request: HtmxHttpRequest, pk: int, name: str) -> HttpR
     printer = await aget_object_or_404(Printer, pk=pk)
     user = await request.auser()
     outcome = await command_send(printer=printer, command=command, by=user.get_username())
+    await aaudit_record(user, "printer.command", target=printer, detail=f"{command.name}: {outcome.message}")
     if request.htmx:
         return await sync_to_async(_card_response)(request, pk, outcome)
     level = messages.SUCCESS if outcome.ok else messages.ERROR

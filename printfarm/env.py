@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 
 from django.core.exceptions import ImproperlyConfigured
@@ -60,3 +62,22 @@ def env_secret(name: str) -> str | None:
         with open(path, encoding="utf-8") as fh:
             return fh.read().strip()
     return os.environ.get(name)
+
+
+def is_fernet_key(text: str) -> bool:
+    """44 URL-safe base64 characters for 32 bytes, as `Fernet.generate_key()` makes."""
+    try:
+        return len(text) == 44 and len(base64.urlsafe_b64decode(text.encode("ascii"))) == 32
+    except (ValueError, binascii.Error):
+        return False
+
+
+def env_fernet_key(name: str) -> str:
+    """A Fernet key from NAME (or NAME_FILE), or "" when unset; anything else is refused."""
+    key = (env_secret(name) or "").strip()
+    if key and not is_fernet_key(key):
+        raise ImproperlyConfigured(
+            f"{name} is not a Fernet key (44 URL-safe base64 characters). Make one with: "
+            'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+        )
+    return key

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from printfarm.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+from printfarm.env import env_bool, env_fernet_key, env_float, env_int, env_list, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(env_str("PRINTFARM_DATA_DIR", str(BASE_DIR / "data"))).resolve()
@@ -46,10 +47,13 @@ INSTALLED_APPS = [
     "jobs",
     "printfarm.accounts",
     "ninja",
+    "axes",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "printfarm.ops.middleware.request_log_middleware",
+    "printfarm.ops.security.content_security_policy_middleware",
     "printfarm.staticfiles.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -58,6 +62,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it turns a lockout into the lockout page
 ]
 
 ROOT_URLCONF = "printfarm.urls"
@@ -122,9 +127,57 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out login before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "printers:dashboard"
 LOGOUT_REDIRECT_URL = "login"
+
+# -- Security (README "Production") ---------------------------------------------------------
+# PRINTFARM_HTTPS=1: the site is reached over https (TLS here or at a reverse proxy).
+PRINTFARM_HTTPS = env_bool("PRINTFARM_HTTPS", False)
+if env_bool("PRINTFARM_BEHIND_PROXY", False):
+    # Trust X-Forwarded-Proto: the proxy must set it on every request, never pass a client's on.
+    # (uvicorn already trusts it, and X-Forwarded-For, from FORWARDED_ALLOW_IPS, 127.0.0.1 by default.)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = PRINTFARM_HTTPS
+CSRF_COOKIE_SECURE = PRINTFARM_HTTPS
+SECURE_SSL_REDIRECT = PRINTFARM_HTTPS
+SECURE_HSTS_SECONDS = env_int("PRINTFARM_HSTS_SECONDS", 365 * 24 * 3600) if PRINTFARM_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("PRINTFARM_HSTS_INCLUDE_SUBDOMAINS", True)
+# Preloading is a commitment for the whole domain that takes months to undo: opt in only.
+SECURE_HSTS_PRELOAD = env_bool("PRINTFARM_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [
+    # `check --deploy` asks for these; leaving them off is a deliberate, configurable choice.
+    *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+    *([] if SECURE_HSTS_INCLUDE_SUBDOMAINS else ["security.W005"]),
+]
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# The Content-Security-Policy header: printfarm.ops.security.
+
+# Printer API keys are encrypted at rest (printfarm.crypto) with this Fernet key, or else with
+# one derived from SECRET_KEY. Old keys (Fernet keys or old SECRET_KEYs) still decrypt.
+PRINTFARM_ENCRYPTION_KEY = env_fernet_key("PRINTFARM_ENCRYPTION_KEY")
+PRINTFARM_ENCRYPTION_KEY_OLD = [
+    key.strip() for key in (env_secret("PRINTFARM_ENCRYPTION_KEY_OLD") or "").split(",") if key.strip()
+]
+
+# Login lockout (django-axes): 5 failures for one user name from one address lock that pair
+# out for the cool-off; a successful login clears the count.
+AXES_FAILURE_LIMIT = env_int("PRINTFARM_LOGIN_FAILURE_LIMIT", 5)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env_float("PRINTFARM_LOGIN_COOLOFF_MINUTES", 15))
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+
+# Request log and metrics (printfarm.ops); PROMETHEUS_MULTIPROC_DIR: see printfarm/ops/metrics.py.
+PRINTFARM_SLOW_REQUEST_MS = env_float("PRINTFARM_SLOW_REQUEST_MS", 500.0)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")

@@ -20,7 +20,8 @@ if .venv/bin/python scripts/services_up.py "$PG_URL" "$RD_URL"; then
     printers/tests/test_services.py printers/tests/test_coordinator.py \
     printers/tests/test_views.py printers/tests/test_realtime.py \
     jobs/tests/test_dispatch.py jobs/tests/test_queue.py jobs/tests/test_library.py \
-    jobs/tests/test_history.py printfarm/api/tests/test_api.py "$@"
+    jobs/tests/test_history.py printfarm/api/tests/test_api.py printfarm/accounts/tests \
+    printfarm/ops/tests/test_metrics.py printfarm/tests/test_crypto.py printfarm/tests/test_lockout.py "$@"
 elif [ -n "${CI:-}" ]; then
   echo "PostgreSQL or Redis is not answering on 127.0.0.1; CI needs both." >&2
   exit 1

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from itertools import islice
 
 from asgiref.sync import sync_to_async
-from django.contrib.auth.decorators import login_required
 from django.core.handlers.asgi import ASGIRequest
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -19,6 +18,7 @@ from django_htmx.middleware import HtmxDetails
 
 from jobs import charts, stats
 from printers.models import Printer
+from printfarm.accounts.roles import viewer_required
 
 PAGE_SIZE = 50
 
@@ -27,7 +27,7 @@ class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-@login_required
+@viewer_required
 @require_GET
 def history(request: HtmxHttpRequest) -> HttpResponse:
     filters = stats.HistoryFilters.from_query(request.GET)
@@ -65,7 +65,7 @@ async def _in_chunks(lines: Iterator[str]) -> AsyncIterator[str]:
         yield chunk
 
 
-@login_required
+@viewer_required
 @require_GET
 def history_csv(request: HttpRequest) -> StreamingHttpResponse:
     """The history page's rows under the same filters, all pages, streamed."""
@@ -82,7 +82,7 @@ def history_csv(request: HttpRequest) -> StreamingHttpResponse:
     return response
 
 
-@login_required
+@viewer_required
 @require_GET
 def statistics(request: HttpRequest) -> HttpResponse:
     filters = stats.StatsFilters.from_query(request.GET)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,6 +16,8 @@ from django.views.decorators.http import require_GET, require_POST
 from jobs import library
 from jobs.forms import QueueForm
 from jobs.models import GcodeFile
+from printfarm.accounts.audit import audit_record
+from printfarm.accounts.roles import operator_required, viewer_required
 
 PAGE_SIZE = 50
 SORTS = {
@@ -26,7 +28,7 @@ SORTS = {
 }
 
 
-@login_required
+@viewer_required
 @require_GET
 def file_list(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
@@ -54,7 +56,7 @@ def _wants_json(request: HttpRequest) -> bool:
 
 
 @csrf_exempt  # checked below, after our upload handler has read the body (docs: upload handlers)
-@login_required
+@operator_required  # before the body is read: a refused upload stores nothing
 @require_POST
 async def file_upload(request: HttpRequest) -> HttpResponse:
     """Receive one or many files; each is streamed to disk, hashed, and refused or stored."""
@@ -67,7 +69,7 @@ async def file_upload(request: HttpRequest) -> HttpResponse:
             received.discard()
         return csrf_refusal
     user = await request.auser()
-    stored = [await sync_to_async(library.store)(received, by=user) for received in handler.received]
+    stored = [await sync_to_async(_store)(received, user) for received in handler.received]
     errors = list(handler.rejected)
     if not stored and not errors:
         errors.append("No file arrived; choose a G-code file to upload.")
@@ -92,12 +94,19 @@ async def file_upload(request: HttpRequest) -> HttpResponse:
     return redirect("jobs:library")
 
 
+def _store(received: library.IncomingFile, user: object) -> library.Stored:
+    stored = library.store(received, by=user)
+    audit_record(user, "file.upload", target=stored.file, detail=stored.message)
+    return stored
+
+
 def _parse_and_check_csrf(request: HttpRequest) -> HttpResponse | None:
     request.FILES  # noqa: B018 - reads the multipart body through our handler
     return CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (), {})
 
 
-@login_required
+@viewer_required
+@require_GET
 def file_detail(request: HttpRequest, pk: int) -> HttpResponse:
     file = get_object_or_404(GcodeFile.objects.present(), pk=pk)
     jobs = file.jobs.select_related("printer").order_by("-pk")[:20]
@@ -105,7 +114,7 @@ def file_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "jobs/file_detail.html", context)
 
 
-@login_required
+@viewer_required
 @require_GET
 def file_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
     file = get_object_or_404(GcodeFile, pk=pk)
@@ -118,12 +127,15 @@ def file_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
-@login_required
+@operator_required
 @require_POST
 def file_delete(request: HttpRequest, pk: int) -> HttpResponse:
     file = get_object_or_404(GcodeFile.objects.present(), pk=pk)
     try:
-        library.delete(file)
+        # Recorded first (a file without history loses its pk), undone with a refused delete.
+        with transaction.atomic():
+            audit_record(request.user, "file.delete", target=file)
+            library.delete(file)
     except library.FileInUse as exc:
         messages.error(request, str(exc))
         return redirect("jobs:file", pk=pk)

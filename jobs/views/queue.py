@@ -7,7 +7,6 @@ from collections import Counter
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
 from django.urls import reverse
@@ -23,6 +22,8 @@ from jobs.models import GcodeFile, Job
 from printers.commands import Outcome
 from printers.models import Printer
 from printers.presenters import card_for
+from printfarm.accounts.audit import audit_record
+from printfarm.accounts.roles import operator_required, viewer_required
 
 WAITING_SHOWN = 100
 RECENT_SHOWN = 15
@@ -35,7 +36,7 @@ def _back(request: HttpRequest, default: str) -> str:
     return default
 
 
-@login_required
+@operator_required
 @require_POST
 def queue_add(request: HttpRequest, pk: int) -> HttpResponse:
     file = get_object_or_404(GcodeFile.objects.present(), pk=pk)
@@ -59,6 +60,7 @@ def queue_add(request: HttpRequest, pk: int) -> HttpResponse:
     )
     where = f" for {', '.join(p.name for p in data['printers'])}" if data["printers"] else ""
     what = "upload" if data["action"] == Job.Action.UPLOAD else "print"
+    audit_record(request.user, "job.queue", target=file, detail=f"{len(created)} × {what}")
     messages.success(
         request, f"Queued {len(created)} {what} job{'s' if len(created) != 1 else ''} of {file.name}{where}."
     )
@@ -117,14 +119,14 @@ def queue_context() -> dict:
     }
 
 
-@login_required
+@viewer_required
 @require_GET
 def queue_page(request: HttpRequest) -> HttpResponse:
     template = "jobs/queue.html#queue-body" if request.htmx else "jobs/queue.html"
     return render(request, template, queue_context())
 
 
-@login_required
+@operator_required
 @require_POST
 def queue_reorder(request: HttpRequest) -> HttpResponse:
     try:
@@ -132,6 +134,7 @@ def queue_reorder(request: HttpRequest) -> HttpResponse:
     except (ValueError, TypeError):
         return HttpResponseBadRequest("order must be a JSON list of job ids")
     services.jobs_reorder(ids)
+    audit_record(request.user, "job.reorder", target_type="job", detail=f"order: {ids}")
     return _queue_response(request)
 
 
@@ -152,7 +155,7 @@ def _job_action(request: HttpRequest, action) -> HttpResponse:
     return _queue_response(request)
 
 
-@login_required
+@operator_required
 @require_POST
 async def job_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     job = await aget_object_or_404(Job.objects.select_related("file"), pk=pk)
@@ -162,32 +165,40 @@ async def job_cancel_view(request: HttpRequest, pk: int) -> HttpResponse:
     except services.JobError as exc:
         messages.error(request, str(exc))
     else:
+        await sync_to_async(audit_record)(user, "job.cancel", target=job)
         messages.success(request, f"Cancelled job #{job.pk} ({job.file.name}).")
     return await sync_to_async(_queue_response)(request)
 
 
-@login_required
+@operator_required
 @require_POST
 def job_requeue_view(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
 
     def requeue() -> str:
         new = services.job_requeue(job, by=request.user)
+        audit_record(request.user, "job.requeue", target=job, detail=f"as job #{new.pk}")
         return f"Job #{job.pk} queued again as job #{new.pk}."
 
     return _job_action(request, requeue)
 
 
-@login_required
+@operator_required
 @require_POST
 def job_move_view(request: HttpRequest, pk: int, direction: str) -> HttpResponse:
     if direction not in ("up", "down"):
         return HttpResponseBadRequest("direction is up or down")
     job = get_object_or_404(Job, pk=pk)
-    return _job_action(request, lambda: services.job_move(job, direction) or "")
+
+    def move() -> str:
+        services.job_move(job, direction)
+        audit_record(request.user, "job.move", target=job, detail=direction)
+        return ""
+
+    return _job_action(request, move)
 
 
-@login_required
+@operator_required
 @require_POST
 def job_print_now_view(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job, pk=pk)
@@ -199,12 +210,13 @@ def job_print_now_view(request: HttpRequest, pk: int) -> HttpResponse:
 
     def pin() -> str:
         services.job_print_now(job, printer, by=request.user)
+        audit_record(request.user, "job.print_now", target=job, detail=f"on {printer.name}")
         return f"Job #{job.pk} goes to {printer.name} next."
 
     return _job_action(request, pin)
 
 
-@login_required
+@viewer_required
 @require_GET
 def job_explain(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.select_related("file", "target_printer"), pk=pk)
@@ -215,17 +227,19 @@ def job_explain(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "jobs/queue.html#explain", {"job": job, "rows": rows})
 
 
-@login_required
+@viewer_required
+@require_GET
 def job_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(Job.objects.select_related("file", "printer", "target_printer"), pk=pk)
     return render(request, "jobs/job_detail.html", {"job": job, "events": job.events.all()})
 
 
-@login_required
+@operator_required
 @require_POST
 def bed_cleared(request: HttpRequest, pk: int) -> HttpResponse:
     printer = get_object_or_404(Printer, pk=pk)
     services.printer_bed_set(printer.pk, clear=True, by=request.user)
+    audit_record(request.user, "printer.bed_cleared", target=printer)
     if request.htmx:
         printer = Printer.objects.with_status().get(pk=pk)
         outcome = Outcome(ok=True, message="Bed marked clear: the next job can start.")

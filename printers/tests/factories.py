@@ -12,6 +12,8 @@ from factory.django import DjangoModelFactory
 from printers.models import Printer
 from printers.services import printer_create, printer_status_record_many
 from printers.state import PrinterStatus, State
+from printfarm.accounts.models import Role
+from printfarm.accounts.roles import set_role
 
 PASSWORD = "correct horse battery staple"
 # Nothing listens on the discard port: connecting is refused at once.
@@ -19,6 +21,8 @@ UNREACHABLE_URL = "http://127.0.0.1:9"
 
 
 class UserFactory(DjangoModelFactory):
+    """`UserFactory(role=Role.VIEWER)`; an admin unless told, so a test may do anything."""
+
     class Meta:
         model = get_user_model()
         skip_postgeneration_save = True
@@ -31,6 +35,11 @@ class UserFactory(DjangoModelFactory):
     def save_password(obj, create: bool, extracted: Any, **kwargs: Any) -> None:
         if create:
             obj.save()
+
+    @factory.post_generation
+    def role(obj, create: bool, extracted: Role | None, **kwargs: Any) -> None:
+        if create:
+            set_role(obj, extracted or Role.ADMIN)
 
 
 class PrinterFactory(DjangoModelFactory):

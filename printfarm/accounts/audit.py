@@ -6,6 +6,14 @@ from typing import Any
 
 from printfarm.accounts.models import AuditEntry
 
+# Class names that read badly in the log's "target type" column.
+TYPE_NAMES = {"gcodefile": "file", "apitoken": "token"}
+
+
+def _type_of(target: Any) -> str:
+    name = type(target).__name__.lower()
+    return TYPE_NAMES.get(name, name)
+
 
 def audit_record(
     user: Any,
@@ -23,7 +31,7 @@ def audit_record(
         user=user if authenticated else None,
         username=user.get_username() if authenticated else "",
         action=action,
-        target_type=target_type or (type(target).__name__.lower() if target is not None else ""),
+        target_type=target_type or (_type_of(target) if target is not None else ""),
         target_id=str(getattr(target, "pk", "") or ""),
         target_label=str(target)[:255] if target is not None else "",
         detail=detail[:500],

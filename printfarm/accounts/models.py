@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -56,6 +58,30 @@ class ApiToken(models.Model):
         return self.revoked_at is None
 
 
+class AuditEntryQuerySet(models.QuerySet):
+    def by_user(self, user_id: int) -> AuditEntryQuerySet:
+        return self.filter(user_id=user_id)
+
+    def action_prefix(self, prefix: str) -> AuditEntryQuerySet:
+        """`job.` matches job.cancel, job.queue, ..."""
+        return self.filter(action__startswith=prefix)
+
+    def of_type(self, target_type: str) -> AuditEntryQuerySet:
+        return self.filter(target_type=target_type)
+
+    def via(self, via: str) -> AuditEntryQuerySet:
+        return self.filter(via=via)
+
+    def between(self, start: dt.datetime | None, end: dt.datetime | None) -> AuditEntryQuerySet:
+        """[start, end); None leaves that side open."""
+        entries = self
+        if start is not None:
+            entries = entries.filter(at__gte=start)
+        if end is not None:
+            entries = entries.filter(at__lt=end)
+        return entries
+
+
 class AuditEntry(models.Model):
     """One user intent: who, what, to which object, when."""
 
@@ -68,6 +94,8 @@ class AuditEntry(models.Model):
     target_label = models.CharField(max_length=255, blank=True)
     detail = models.CharField(max_length=500, blank=True)
     via = models.CharField(max_length=10, default="web", help_text="web, api or slicer")
+
+    objects = AuditEntryQuerySet.as_manager()
 
     class Meta:
         ordering = ["-at", "-pk"]

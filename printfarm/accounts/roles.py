@@ -7,8 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction
+from django.contrib.auth import get_user_model
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Q
 from django.http import HttpRequest
 
 from printfarm.accounts.models import Profile, Role
@@ -36,6 +39,58 @@ def allows(user: Any, needed: Role) -> bool:
 def set_role(user: Any, role: Role) -> None:
     Profile.objects.update_or_create(user=user, defaults={"role": role})
     user.__dict__.pop("profile", None)
+
+
+# -- managing users (the web pages; keep the last admin) ---------------------------------------
+
+
+class UserChangeRefused(Exception):
+    """A role or access change that would leave the farm without an admin, or can't be made here."""
+
+
+def active_admins() -> Any:
+    """Users who are admins now: active, and a superuser or given the admin role."""
+    return (
+        get_user_model()
+        .objects.filter(is_active=True)
+        .filter(Q(is_superuser=True) | Q(profile__role=Role.ADMIN))
+    )
+
+
+def _keep_an_admin(user: Any) -> None:
+    # Locks the admin rows, so two admins demoting each other at once can't both succeed.
+    admins = set(active_admins().select_for_update(of=("self",)).values_list("pk", flat=True))
+    if user.pk in admins and not admins - {user.pk}:
+        raise UserChangeRefused(
+            f"{user.get_username()} is the last active admin: make another user an admin first."
+        )
+
+
+def user_create(*, username: str, email: str = "", password: str, role: Role) -> Any:
+    with transaction.atomic():
+        user = get_user_model().objects.create_user(username=username, email=email, password=password)
+        set_role(user, role)
+    return user
+
+
+def user_role_set(*, user: Any, role: Role) -> None:
+    if user.is_superuser and role != Role.ADMIN:
+        raise UserChangeRefused(
+            f"{user.get_username()} is a superuser, always an admin: change that in the Django admin first."
+        )
+    with transaction.atomic():
+        if role != Role.ADMIN:
+            _keep_an_admin(user)
+        set_role(user, role)
+
+
+def user_active_set(*, user: Any, active: bool) -> None:
+    """Disable (no login, no session, no token works) or enable a user."""
+    with transaction.atomic():
+        if not active:
+            _keep_an_admin(user)
+        get_user_model().objects.filter(pk=user.pk).update(is_active=active)
+    user.is_active = active
 
 
 class RoleDenied(PermissionDenied):

@@ -173,6 +173,14 @@
     });
   }
 
+  // The queue refreshes every 2 s; not in the middle of a drag (a trigger filter would need
+  // eval, which the Content-Security-Policy forbids).
+  document.addEventListener("htmx:beforeRequest", function (e) {
+    if (window.printfarmDragging && e.detail.elt && e.detail.elt.id === "queue-body") {
+      e.preventDefault();
+    }
+  });
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("form[data-upload]").forEach(setupUploads);
     setupSortable(document);

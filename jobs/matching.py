@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from printers.presenters import format_age
 from printers.state import State
 
 # A printer in one of these states with its bed clear and no job of ours is free.
@@ -76,19 +77,6 @@ def mismatches(needs: Needs, printer: Candidate) -> list[str]:
     return found
 
 
-def duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{hours // 24} days"
-
-
 def unavailable(printer: Candidate, now: dt.datetime) -> str:
     """Why this printer can't take any job right now, or "" when it is free."""
     if not printer.enabled or printer.state == State.MAINTENANCE:
@@ -98,13 +86,15 @@ def unavailable(printer: Candidate, now: dt.datetime) -> str:
     state = printer.state
     if state == State.OFFLINE:
         return (
-            f"offline for {duration((now - printer.since).total_seconds())}" if printer.since else "offline"
+            f"offline for {format_age((now - printer.since).total_seconds())}" if printer.since else "offline"
         )
     if state == State.CONNECTING:
         return f"not ready: {printer.message}" if printer.message else "not ready"
     if state == State.PRINTING:
         return (
-            f"busy, {duration(printer.remaining)} left" if printer.remaining is not None else "busy printing"
+            f"busy, {format_age(printer.remaining)} left"
+            if printer.remaining is not None
+            else "busy printing"
         )
     if state == State.PAUSED:
         return "paused mid-print"

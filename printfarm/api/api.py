@@ -94,6 +94,12 @@ def _file_in_use(request, exc):
     return error(request, 409, str(exc))
 
 
+@api.exception_handler(OverflowError)
+def _out_of_range(request, exc):
+    # An id or number past what the database stores (SQLite: 64-bit): nothing can match it.
+    return error(request, 422, "A number in the request is out of range.")
+
+
 class FieldErrors(Exception):
     """A form's errors, as a 422 with per-field messages."""
 

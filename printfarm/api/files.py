@@ -16,14 +16,7 @@ from printfarm.api import schemas
 from printfarm.api.auth import TokenAuth, need
 
 router = Router(tags=["files"])
-ERRORS = {
-    400: schemas.Error,
-    401: schemas.Error,
-    403: schemas.Error,
-    404: schemas.Error,
-    409: schemas.Error,
-    422: schemas.Error,
-}
+ERRORS = schemas.ERRORS
 SORTS = {"new": "-uploaded_at", "name": "name", "size": "-size", "time": "estimated_seconds"}
 
 
@@ -37,7 +30,7 @@ class FileQuery(schemas.Schema):
     q: str = Field("", max_length=100, description="part of the name")
     sort: str = Field("new", pattern="^(new|name|size|time)$")
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000_000)
 
 
 @router.get("/files", response={200: schemas.FilePage, **ERRORS})

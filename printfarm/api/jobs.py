@@ -17,14 +17,7 @@ from printfarm.api import schemas
 from printfarm.api.auth import need
 
 router = Router(tags=["jobs"])
-ERRORS = {
-    400: schemas.Error,
-    401: schemas.Error,
-    403: schemas.Error,
-    404: schemas.Error,
-    409: schemas.Error,
-    422: schemas.Error,
-}
+ERRORS = schemas.ERRORS
 
 
 def job_out(job: Job) -> dict:
@@ -52,7 +45,7 @@ class JobQuery(schemas.Schema):
     printer_id: int | None = None
     file_id: int | None = None
     limit: int = Field(50, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000_000)
 
 
 @router.get("/jobs", response={200: schemas.JobPage, **ERRORS}, summary="Jobs, queue order first")

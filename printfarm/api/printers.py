@@ -18,12 +18,12 @@ from printfarm.api.auth import need
 from printfarm.api.snapshot import printer_dict, snapshot
 
 router = Router(tags=["printers"])
-ERRORS = {400: schemas.Error, 401: schemas.Error, 403: schemas.Error, 404: schemas.Error, 422: schemas.Error}
+ERRORS = schemas.ERRORS
 
 
 class PageQuery(schemas.Schema):
     limit: int = Field(500, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000_000)
 
 
 def _json(body: bytes, status: int = 200) -> HttpResponse:
@@ -152,7 +152,7 @@ def printer_remove(request: HttpRequest, printer_id: int):
 
 @router.post(
     "/printers/{printer_id}/commands/{name}",
-    response={200: schemas.CommandOut, 409: schemas.CommandOut, **ERRORS},
+    response={**ERRORS, 200: schemas.CommandOut, 409: schemas.CommandOut},
     summary="Send a command (operator)",
     description="`name`: " + ", ".join(COMMANDS) + ". 409 when the printer refused or could not be reached.",
 )

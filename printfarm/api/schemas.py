@@ -18,6 +18,10 @@ class Error(Schema):
     fields: dict[str, list[str]] = {}
 
 
+# The error responses every operation documents.
+ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 409: Error, 422: Error}
+
+
 class PrinterStatusOut(Schema):
     state: str
     message: str

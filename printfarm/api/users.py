@@ -17,14 +17,7 @@ from printfarm.api import schemas
 from printfarm.api.auth import need
 
 router = Router(tags=["users"])
-ERRORS = {
-    400: schemas.Error,
-    401: schemas.Error,
-    403: schemas.Error,
-    404: schemas.Error,
-    409: schemas.Error,
-    422: schemas.Error,
-}
+ERRORS = schemas.ERRORS
 User = get_user_model()
 
 
@@ -47,7 +40,7 @@ def me(request: HttpRequest):
 
 class UserQuery(schemas.Schema):
     limit: int = Field(100, ge=1, le=500)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=1_000_000_000)
 
 
 @router.get("/users", response={200: schemas.UserPage, **ERRORS}, summary="Users (admin)")

@@ -395,3 +395,12 @@ def test_slicer_upload_refused_for_a_viewer_and_for_bad_files():
     bad = operator.post("/api/files/local", {"file": SimpleUploadedFile("a.3mf", b"PK")})
     assert bad.status_code == 400 and "not a G-code file" in bad.json()["error"]
     assert not GcodeFile.objects.exists()
+
+
+def test_numbers_past_the_database_range_are_422_not_500(viewer):
+    huge = 10**30
+    assert_error(viewer.get(f"/api/v1/printers/{huge}"), 404, "not_found")
+    for url in (f"/api/v1/jobs/{huge}", f"/api/v1/jobs?printer_id={huge}", f"/api/v1/files?offset={huge}"):
+        response = viewer.get(url)
+        assert response.status_code in (404, 422), (url, response.content)
+        assert response.json()["code"] in ("not_found", "invalid")

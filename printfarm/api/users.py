@@ -5,16 +5,16 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
 from django.http import Http404, HttpRequest
 from ninja import Query, Router, Status
 from pydantic import Field
 
+from printfarm.accounts import roles
 from printfarm.accounts.audit import audit_record
 from printfarm.accounts.models import Role
-from printfarm.accounts.roles import role_of, set_role
+from printfarm.accounts.roles import role_of
 from printfarm.api import schemas
-from printfarm.api.auth import need
+from printfarm.api.auth import forget_tokens, need
 
 router = Router(tags=["users"])
 ERRORS = schemas.ERRORS
@@ -63,17 +63,11 @@ def user_create(request: HttpRequest, body: schemas.UserIn):
         validate_password(body.password, candidate)
     except DjangoValidationError as exc:
         raise FieldErrors({"password": list(exc.messages)}) from None
-    with transaction.atomic():
-        user = User.objects.create_user(username=body.username, email=body.email, password=body.password)
-        set_role(user, Role(body.role))
+    user = roles.user_create(
+        username=body.username, email=body.email, password=body.password, role=Role(body.role)
+    )
     audit_record(actor.user, "user.create", target=user, detail=f"role {body.role}", via=actor.via)
     return Status(201, user_out(User.objects.get(pk=user.pk)))
-
-
-def _active_admins() -> int:
-    return sum(
-        1 for u in User.objects.filter(is_active=True).select_related("profile") if role_of(u) == Role.ADMIN
-    )
 
 
 @router.patch(
@@ -86,21 +80,19 @@ def user_change(request: HttpRequest, user_id: int, body: schemas.UserPatch):
     user = User.objects.filter(pk=user_id).first()
     if user is None:
         raise Http404(f"No user {user_id}.")
-    demoting = body.role is not None and body.role != Role.ADMIN.value
-    disabling = body.is_active is False
-    if (demoting or disabling) and role_of(user) == Role.ADMIN and _active_admins() <= 1:
-        raise HttpError(409, "This is the last active admin; make another admin first.")
-    if body.role is not None and user.is_superuser and body.role != Role.ADMIN.value:
-        raise HttpError(409, "A superuser is always an admin; change it in the Django admin first.")
     changes = []
-    if body.role is not None:
-        set_role(user, Role(body.role))
-        changes.append(f"role {body.role}")
-    if body.is_active is not None:
-        user.is_active = body.is_active
-        changes.append("enabled" if body.is_active else "disabled")
+    try:
+        if body.role is not None:
+            roles.user_role_set(user=user, role=Role(body.role))
+            changes.append(f"role {body.role}")
+        if body.is_active is not None:
+            roles.user_active_set(user=user, active=body.is_active)
+            changes.append("enabled" if body.is_active else "disabled")
+    except roles.UserChangeRefused as exc:
+        raise HttpError(409, str(exc)) from None
     if body.email is not None:
         user.email = body.email
-    user.save()
+        user.save(update_fields=["email"])
+    forget_tokens()  # a role or access change applies to this process's cached tokens at once
     audit_record(actor.user, "user.change", target=user, detail=", ".join(changes), via=actor.via)
     return user_out(User.objects.get(pk=user.pk))

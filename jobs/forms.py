@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from django import forms
 
+from jobs import services
 from jobs.models import GcodeFile, Job
 from printers.models import Printer, Tag
 
@@ -66,6 +67,21 @@ class QueueForm(forms.Form):
             if disabled:
                 self.add_error("printers", f"Disabled, enable first: {', '.join(disabled)}.")
         return data
+
+    def queue(self, file: GcodeFile, *, by: object = None) -> list[Job]:
+        """The jobs this (valid) form asks for, queued."""
+        data = self.cleaned_data
+        return services.jobs_create(
+            file=file,
+            quantity=data["quantity"],
+            priority=data["priority"],
+            action=data["action"],
+            printers=list(data["printers"]),
+            tags=list(data["tags"]),
+            material=data["material"],
+            nozzle=data["nozzle"],
+            by=by,
+        )
 
 
 class PrintNowForm(forms.Form):

@@ -8,7 +8,7 @@ import pytest
 
 from jobs.tests.factories import gcode_bytes
 from printers.simulator import running_farm
-from printers.tests.browser_support import CHROMIUM, CHROMIUM_ARGS, log_in, running_site
+from printers.tests.browser_support import launch_chromium, log_in, running_site
 
 pytestmark = pytest.mark.browser
 
@@ -23,7 +23,7 @@ def test_upload_queue_and_watch_the_job_complete(tmp_path):
         running_site(tmp_path / "site", farm) as site,
         sync_playwright() as pw,
     ):
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             log_in(page, site)

@@ -47,17 +47,7 @@ def queue_add(request: HttpRequest, pk: int) -> HttpResponse:
             request, "jobs/file_detail.html", {"file": file, "form": form, "jobs": jobs}, status=400
         )
     data = form.cleaned_data
-    created = services.jobs_create(
-        file=file,
-        quantity=data["quantity"],
-        priority=data["priority"],
-        action=data["action"],
-        printers=list(data["printers"]),
-        tags=list(data["tags"]),
-        material=data["material"],
-        nozzle=data["nozzle"],
-        by=request.user,
-    )
+    created = form.queue(file, by=request.user)
     where = f" for {', '.join(p.name for p in data['printers'])}" if data["printers"] else ""
     what = "upload" if data["action"] == Job.Action.UPLOAD else "print"
     audit_record(request.user, "job.queue", target=file, detail=f"{len(created)} × {what}")

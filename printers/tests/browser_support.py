@@ -91,6 +91,11 @@ def running_site(data_dir: Path, farm: SimulatedFarm, **env_extra: str) -> Itera
             proc.wait(timeout=10)
 
 
+def launch_chromium(playwright):
+    """Debian's headless chromium with the flags this machine needs (nothing downloaded)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+
+
 def log_in(page, site: dict) -> None:
     page.goto(site["url"] + "/")
     page.fill("input[name=username]", "admin")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from printers.simulator import running_farm
-from printers.tests.browser_support import CHROMIUM, CHROMIUM_ARGS, running_site
+from printers.tests.browser_support import launch_chromium, running_site
 
 pytestmark = pytest.mark.browser
 
@@ -30,7 +30,7 @@ def test_dashboard_updates_live_and_pauses_from_card(farm_site):
     farm = farm_site["farm"]
     printing_name = farm.printers[0].name
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.goto(farm_site["url"] + "/")

@@ -99,18 +99,7 @@ def job_create(request: HttpRequest, body: schemas.JobIn):
         raise FieldErrors(
             {("printer_ids" if k == "printers" else k): list(v) for k, v in form.errors.items()}
         )
-    cleaned = form.cleaned_data
-    created = services.jobs_create(
-        file=file,
-        quantity=cleaned["quantity"],
-        priority=cleaned["priority"],
-        action=cleaned["action"],
-        printers=list(cleaned["printers"]),
-        tags=list(cleaned["tags"]),
-        material=cleaned["material"],
-        nozzle=cleaned["nozzle"],
-        by=actor.user,
-    )
+    created = form.queue(file, by=actor.user)
     audit_record(actor.user, "job.queue", target=file, detail=f"{len(created)} job(s)", via=actor.via)
     return Status(201, {"items": [job_out(_get(j.pk)) for j in created]})
 

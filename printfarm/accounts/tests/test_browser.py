@@ -8,7 +8,7 @@ import re
 import pytest
 
 from printers.simulator import running_farm
-from printers.tests.browser_support import CHROMIUM, CHROMIUM_ARGS, log_in, running_site
+from printers.tests.browser_support import launch_chromium, log_in, running_site
 
 pytestmark = pytest.mark.browser
 
@@ -21,7 +21,7 @@ def test_a_viewer_sees_no_controls_and_is_told_why_when_refused(tmp_path):
         running_site(tmp_path / "site", farm) as site,
         sync_playwright() as pw,
     ):
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch_chromium(pw)
         try:
             admin = browser.new_page(viewport={"width": 1400, "height": 900})
             log_in(admin, site)

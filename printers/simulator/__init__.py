@@ -2,6 +2,12 @@
 
     from printers.simulator import SimulatedFarm, FAULTS, running_farm
 
+Faults per printer (FAULTS): offline, blackhole (no answer; reset once cleared), slow, http500,
+malformed (garbage instead of
+doing the request), garbled (does the request, then answers garbage), not_ready, disconnect
+(firmware link lost mid-print), reset_upload, stall_upload. Every print start and end is kept:
+`farm.print_log()`, the control API's GET /prints, Moonraker's /server/history/*.
+
 Pure aiohttp + stdlib: nothing here imports Django.
 """
 

@@ -36,7 +36,7 @@ class ProtocolSpec:
     auth_exempt: frozenset[str]
     auth_status: int  # Moonraker 401, OctoPrint 403
     error: Callable[[int, str], web.Response]
-    malformed: bytes  # body of the "malformed" fault: valid start, truncated
+    malformed: bytes  # body of the "malformed" and "garbled" faults: valid start, truncated
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -80,6 +80,7 @@ def abort_connection(request: web.Request) -> web.Response:
     return web.Response(status=499)
 
 
+BLACKHOLE_CHECK = 0.25  # seconds between a held request's looks at whether its fault cleared
 RESET_AFTER = 64 * 1024  # bytes of an upload read before the reset_upload fault drops it
 
 
@@ -130,9 +131,12 @@ def printer_middleware(spec: ProtocolSpec) -> Callable[[web.Request, Handler], A
             if fault == "offline":  # a keep-alive connection that slipped past the close
                 return abort_connection(request)
             if fault == "blackhole":
-                # Hold the request until the farm stops; a client that gives up cancels us
+                # Hold the request until the fault clears (then reset it, as a device that
+                # rebooted does) or the farm stops; a client that gives up cancels us
                 # (handler_cancellation), so nothing accumulates.
-                await farm.wait_closing(None)
+                while printer.fault == "blackhole":
+                    if await farm.wait_closing(BLACKHOLE_CHECK):
+                        break
                 return abort_connection(request)
             if fault == "slow":
                 if await farm.wait_closing(printer.fault_delay):
@@ -155,13 +159,16 @@ def printer_middleware(spec: ProtocolSpec) -> Callable[[web.Request, Handler], A
             if fault == "stall_upload":
                 return await stall_upload(request, printer)
         try:
-            return await handler(request)
+            response = await handler(request)
         except BadRequest as exc:
-            return spec.error(exc.status, exc.message)
+            response = spec.error(exc.status, exc.message)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return spec.error(exc.status, exc.reason)
+            response = spec.error(exc.status, exc.reason)
+        if fault == "garbled":  # it did the thing; the reply is garbage
+            return web.Response(status=200, body=spec.malformed, content_type="application/json")
+        return response
 
     return middleware
 

@@ -1,4 +1,13 @@
-"""The simulator's own JSON control API: list printers, switch faults, start prints, read stats."""
+"""The simulator's own JSON control API: list printers, switch faults, start prints, read stats.
+
+GET  /printers                    every printer (describe_printer)
+GET  /printers/{index}            one printer
+POST /printers/{index}/fault      {"fault": <one of FAULTS or null>, "delay": s}
+POST /printers/{index}/print      {"filename": ..., "duration": sim s}: start a print now
+GET  /printers/{index}/prints     that printer's print log
+GET  /prints                      every printer's print log, in start order
+GET  /stats, POST /stats/reset    request counters and status ages
+"""
 
 from __future__ import annotations
 
@@ -73,6 +82,12 @@ async def start_print(request: web.Request) -> web.Response:
     return json_response(farm.describe_printer(index))
 
 
+async def prints(request: web.Request) -> web.Response:
+    farm: SimulatedFarm = request.app[FARM]
+    index = _index(request) if "index" in request.match_info else None
+    return json_response(farm.print_log(index))
+
+
 async def stats(request: web.Request) -> web.Response:
     return json_response(request.app[FARM].stats())
 
@@ -102,6 +117,8 @@ def build_control_app(farm: SimulatedFarm) -> web.Application:
     app.router.add_get("/printers/{index}", printer_detail)
     app.router.add_post("/printers/{index}/fault", set_fault)
     app.router.add_post("/printers/{index}/print", start_print)
+    app.router.add_get("/printers/{index}/prints", prints)
+    app.router.add_get("/prints", prints)
     app.router.add_get("/stats", stats)
     app.router.add_post("/stats/reset", reset_stats)
     return app

@@ -6,6 +6,10 @@ Application per protocol serves all printers of that protocol; the request's loc
 which printer it is for. "offline" closes that printer's listening socket and keeps the port
 bound but not listening, so clients get a real "connection refused" and the port number
 survives until the fault clears.
+
+"disconnect" takes the firmware link away (the print, if any, ends: see SimPrinter.lose_link)
+and clearing it (or switching to another fault) brings the link back without the print.
+`print_log()` lists every print start and end on every printer (also GET /prints).
 """
 
 from __future__ import annotations
@@ -118,6 +122,13 @@ class SimulatedFarm:
         self._reopening: dict[int, asyncio.Task[None]] = {}  # printer index -> socket reopen
         self._reopen_started: set[int] = set()
         self._t0 = time.monotonic()
+        self._wall0 = time.time()
+        self._print_listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._upload_listeners: list[Callable[[int, str], None]] = []
+        for p in self.printers:
+            p.wall_time = self.wall_time
+            p.on_print = self._notify_print
+            p.on_upload = self._notify_upload
         self._state = "new"  # new -> running -> stopped
 
     # -- clock and lookups (called from request handlers on the loop) ----------------------
@@ -125,6 +136,10 @@ class SimulatedFarm:
     def sim_now(self) -> float:
         """Simulated seconds since the farm was created."""
         return (time.monotonic() - self._t0) * self.speed
+
+    def wall_time(self, sim: float) -> float:
+        """The unix time at which simulated time `sim` is (was) reached."""
+        return self._wall0 + sim / self.speed
 
     def printer_for_port(self, port: int) -> SimPrinter | None:
         return self._by_port.get(port)
@@ -299,6 +314,13 @@ class SimulatedFarm:
 
     def _set_fault(self, p: SimPrinter, fault: str | None, delay: float) -> None:
         was_offline = p.fault == "offline"
+        if (p.fault == "disconnect") != (fault == "disconnect"):
+            now = self.sim_now()
+            p.advance(now)  # a print that ended before the link went keeps its real outcome
+            if fault == "disconnect":
+                p.lose_link(now)
+            else:
+                p.restore_link()
         p.fault = fault
         p.fault_delay = delay
         if self._state != "running":
@@ -375,6 +397,49 @@ class SimulatedFarm:
             p.start(now, rel, duration=duration)
 
         self._call(run)
+
+    def print_log(self, index: int | None = None) -> list[dict[str, Any]]:
+        """Every print started on printer `index` (None: all printers), in start order: index,
+        printer, protocol, job_id, filename, started, ended (unix time or None), outcome
+        (in_progress, completed, cancelled, error, klippy_shutdown, klippy_disconnect)."""
+
+        def run() -> list[dict[str, Any]]:
+            printers = self.printers if index is None else [self._printer(index)]
+            now = self.sim_now()
+            log: list[dict[str, Any]] = []
+            for p in printers:
+                p.advance(now)
+                log.extend(p.print_log(now))
+            return sorted(log, key=lambda r: (r["started"], r["index"], r["job_id"]))
+
+        return self._call(run)
+
+    def add_print_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call `listener(entry)` (a print_log entry) at every print start and end, on the farm's
+        loop thread, before the request that caused it is answered: keep it short."""
+        self._print_listeners.append(listener)
+
+    def add_upload_listener(self, listener: Callable[[int, str], None]) -> None:
+        """Call `listener(index, path)` when a printer has stored an uploaded file, on the farm's
+        loop thread, before the upload is answered (a fault set here hits the next request)."""
+        self._upload_listeners.append(listener)
+
+    def _notify_upload(self, printer: SimPrinter, path: str) -> None:
+        for listener in list(self._upload_listeners):
+            try:
+                listener(printer.index, path)
+            except Exception:
+                logger.exception("upload listener %r failed", listener)
+
+    def _notify_print(self, printer: SimPrinter, record: Any, now: float) -> None:
+        if not self._print_listeners:
+            return
+        entry = printer.describe_print(record, now)
+        for listener in list(self._print_listeners):
+            try:
+                listener(entry)
+            except Exception:
+                logger.exception("print listener %r failed", listener)
 
     def stats(self) -> dict[str, Any]:
         return self._call(self.stats_counters.snapshot)

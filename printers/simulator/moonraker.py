@@ -1,4 +1,10 @@
-"""Moonraker (Klipper) HTTP API routes for simulated printers (printer-protocols.md section 1)."""
+"""Moonraker (Klipper) HTTP API routes for simulated printers (printer-protocols.md section 1).
+
+Also Moonraker's job history (`[history]` component): GET /server/history/list
+(limit, start, since, before, order) and GET /server/history/job?uid=, from the printer's
+print records. The "disconnect" fault reads as Klippy not connected: server/info says
+klippy_state "disconnected", /printer/* answers 503 "Klippy Host not connected".
+"""
 
 from __future__ import annotations
 
@@ -19,13 +25,16 @@ from printers.simulator.common import (
     read_json,
     receive_upload,
 )
-from printers.simulator.files import GCODE_EXTENSIONS, UploadRejected, clean_path
+from printers.simulator.files import GCODE_EXTENSIONS, SimFile, UploadRejected, clean_path
 from printers.simulator.klipper import OBJECT_NAMES, printer_objects, webhooks_state
 from printers.simulator.printer import (
+    FILAMENT_PER_SECOND,
+    LOST,
     PAUSED,
     PRINTING,
     READY,
     SHUTDOWN,
+    PrintRecord,
     SimPrinter,
 )
 
@@ -58,7 +67,8 @@ SPEC = ProtocolSpec(
 
 def _klippy_connected(request: web.Request) -> None:
     """The 503 Moonraker answers with for /printer/* while it has no Klippy connection."""
-    if request[PRINTER].fault == "not_ready":
+    printer: SimPrinter = request[PRINTER]
+    if printer.fault == "not_ready" or printer.link == LOST:
         raise BadRequest("Klippy Host not connected", 503)
 
 
@@ -112,10 +122,13 @@ async def objects_list(request: web.Request) -> web.Response:
 
 async def server_info(request: web.Request) -> web.Response:
     printer: SimPrinter = request[PRINTER]
-    connected = printer.fault != "not_ready"
+    connected = printer.fault != "not_ready" and printer.link != LOST
     # Brief contract: not_ready reads klippy_connected false + "startup" (real Moonraker says
     # "disconnected" when it has no Klippy socket; drivers should treat both as not ready).
-    klippy_state = webhooks_state(printer)[0] if connected else "startup"
+    if printer.link == LOST:
+        klippy_state = "disconnected"
+    else:
+        klippy_state = webhooks_state(printer)[0] if connected else "startup"
     return result(
         {
             "klippy_connected": connected,
@@ -396,14 +409,7 @@ async def files_list(request: web.Request) -> web.Response:
     return result(items)
 
 
-async def files_metadata(request: web.Request) -> web.Response:
-    printer: SimPrinter = request[PRINTER]
-    filename = request.query.get("filename", "")
-    if not filename:
-        raise BadRequest("No data for argument: filename")
-    info = printer.files.get(filename.lstrip("/"))
-    if info is None:
-        raise BadRequest(f"Metadata not available for <{filename}>", 404)
+def _metadata(printer: SimPrinter, info: SimFile) -> dict[str, Any]:
     data: dict[str, Any] = {
         "size": info.size,
         "modified": round(info.modified, 3),
@@ -419,7 +425,89 @@ async def files_metadata(request: web.Request) -> web.Response:
         "filename": info.path,
     }
     # Moonraker omits values it could not extract.
-    return result({k: v for k, v in data.items() if v is not None or k in ("print_start_time", "job_id")})
+    return {k: v for k, v in data.items() if v is not None or k in ("print_start_time", "job_id")}
+
+
+async def files_metadata(request: web.Request) -> web.Response:
+    printer: SimPrinter = request[PRINTER]
+    filename = request.query.get("filename", "")
+    if not filename:
+        raise BadRequest("No data for argument: filename")
+    info = printer.files.get(filename.lstrip("/"))
+    if info is None:
+        raise BadRequest(f"Metadata not available for <{filename}>", 404)
+    return result(_metadata(printer, info))
+
+
+# -- job history --------------------------------------------------------------------------
+
+
+def job_uid(record: PrintRecord) -> str:
+    return f"{record.job_id:06X}"  # Moonraker's history ids: six hex digits
+
+
+def _history_entry(printer: SimPrinter, record: PrintRecord, now: float) -> dict[str, Any]:
+    print_duration, total_duration = printer.record_durations(record, now)
+    info = printer.files.get(record.filename)
+    metadata = _metadata(printer, info) if info is not None else {}
+    for redundant in ("job_id", "print_start_time"):
+        metadata.pop(redundant, None)
+    return {
+        "job_id": job_uid(record),
+        "user": None,
+        "filename": record.filename,
+        "exists": info is not None,
+        "status": record.outcome,
+        "start_time": record.started,
+        "end_time": record.ended,
+        "print_duration": round(print_duration, 3),
+        "total_duration": round(total_duration, 3),
+        "filament_used": round(print_duration * FILAMENT_PER_SECOND, 2),
+        "metadata": metadata,
+        "auxiliary_data": [],
+    }
+
+
+def _number_arg(request: web.Request, name: str, kind: type[int] | type[float], default: Any) -> Any:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        raise BadRequest(f"Unable to convert argument '{name}' to {kind.__name__}: {raw!r}") from exc
+
+
+async def history_list(request: web.Request) -> web.Response:
+    printer: SimPrinter = request[PRINTER]
+    limit = _number_arg(request, "limit", int, 50)
+    start = _number_arg(request, "start", int, 0)
+    since = _number_arg(request, "since", float, None)
+    before = _number_arg(request, "before", float, None)
+    order = request.query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise BadRequest(f"Invalid `order` value: {order}")
+    records = [
+        r
+        for r in printer.prints
+        if (since is None or r.started > since) and (before is None or r.started < before)
+    ]
+    if order == "desc":
+        records.reverse()
+    page = records[max(0, start) :][: max(0, limit)]
+    jobs = [_history_entry(printer, r, request[NOW]) for r in page]
+    return result({"count": len(jobs), "jobs": jobs})
+
+
+async def history_job(request: web.Request) -> web.Response:
+    printer: SimPrinter = request[PRINTER]
+    uid = request.query.get("uid")
+    if not uid:
+        raise BadRequest("No data for argument: uid")
+    for record in printer.prints:
+        if job_uid(record) == uid.upper():
+            return result({"job": _history_entry(printer, record, request[NOW])})
+    raise BadRequest(f"Invalid job uid: {uid}", 404)
 
 
 def _root_path(request: web.Request) -> tuple[SimPrinter, str, str]:
@@ -479,5 +567,7 @@ def build_app(farm: object) -> web.Application:
     add("GET", "/server/files/metadata", files_metadata)
     add("GET", "/server/files/{root}/{path:.+}", file_download)
     add("DELETE", "/server/files/{root}/{path:.+}", file_delete)
+    add("GET", "/server/history/list", history_list)
+    add("GET", "/server/history/job", history_job)
     add("GET", "/access/info", access_info)
     return app

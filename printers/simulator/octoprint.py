@@ -1,4 +1,8 @@
-"""OctoPrint 1.11 REST API routes for simulated printers (printer-protocols.md section 2)."""
+"""OctoPrint 1.11 REST API routes for simulated printers (printer-protocols.md section 2).
+
+The "disconnect" fault reads as a lost serial port: state "Offline after error" (flags error,
+closedOrError), /api/job carries the SerialException, /api/printer answers 409.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from printers.simulator.printer import (
     CLOSED,
     COMPLETE,
     FILAMENT_PER_SECOND,
+    LOST,
     PAUSED,
     PRINTING,
     READY,
@@ -69,7 +74,7 @@ def _require_operational(printer: SimPrinter) -> None:
 def _state_text(printer: SimPrinter) -> str:
     if printer.fault == "not_ready" or printer.link == CLOSED:
         return "Offline"
-    if printer.link == SHUTDOWN:
+    if printer.link in (SHUTDOWN, LOST):
         return "Offline after error"
     if printer.job_state == PRINTING:
         return "Printing"
@@ -80,7 +85,7 @@ def _state_text(printer: SimPrinter) -> str:
 
 def _flags(printer: SimPrinter) -> dict[str, bool]:
     operational = _operational(printer)
-    error = printer.link == SHUTDOWN and printer.fault != "not_ready"
+    error = printer.link in (SHUTDOWN, LOST) and printer.fault != "not_ready"
     return {
         "operational": operational,
         "printing": operational and printer.job_state == PRINTING,
@@ -131,11 +136,11 @@ async def printer_state(request: web.Request) -> web.Response:
 
 async def printer_error(request: web.Request) -> web.Response:
     printer: SimPrinter = request[PRINTER]
-    failed = printer.link == SHUTDOWN
+    failed = printer.link in (SHUTDOWN, LOST)
     return json_response(
         {
             "error": printer.link_message if failed else "",
-            "reason": "firmware" if failed else "",
+            "reason": ("firmware" if printer.link == SHUTDOWN else "connection") if failed else "",
             "consequence": "disconnect" if failed else None,
             "faq": None,
             "logs": [f"Recv: Error:{printer.link_message}"] if failed else [],
@@ -198,7 +203,7 @@ async def job(request: web.Request) -> web.Response:
         "progress": progress,
         "state": _state_text(printer),
     }
-    if printer.link == SHUTDOWN and printer.fault != "not_ready":
+    if printer.link in (SHUTDOWN, LOST) and printer.fault != "not_ready":
         data["error"] = printer.link_message
     return json_response(data)
 
@@ -235,7 +240,8 @@ async def connection_command(request: web.Request) -> web.Response:
     body = await read_json(request)
     command = body.get("command")
     if command == "connect":
-        if printer.fault != "not_ready":  # the firmware would not answer the handshake
+        # the firmware would not answer the handshake / the port is gone
+        if printer.fault not in ("not_ready", "disconnect"):
             printer.connect()
     elif command == "disconnect":
         printer.disconnect(request[NOW])

@@ -3,6 +3,11 @@
 Nothing ticks: every value is a function of simulated time (`now`, seconds) evaluated when a
 request asks, so 1,000 idle printers cost nothing between polls. Callers call `advance(now)`
 first so that a print that ended between two requests ends at the right moment.
+
+Every print start and end is kept in `prints` (a PrintRecord each, for the farm's life): the
+farm's print log and Moonraker's job history (/server/history/*) are read from it. Outcomes use
+Moonraker's history vocabulary: in_progress, completed, cancelled, error, klippy_shutdown,
+klippy_disconnect.
 """
 
 from __future__ import annotations
@@ -10,11 +15,26 @@ from __future__ import annotations
 import asyncio
 import math
 import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from printers.simulator.files import SimFile, describe_file
 
-FAULTS = ("offline", "blackhole", "slow", "http500", "malformed", "not_ready", "reset_upload", "stall_upload")
+FAULTS = (
+    "offline",
+    "blackhole",
+    "slow",
+    "http500",
+    "malformed",
+    "not_ready",
+    "reset_upload",
+    "stall_upload",
+    "disconnect",  # firmware link lost, host answers: Klippy disconnected / serial port gone
+    "garbled",  # the request is carried out, then its reply replaced by a malformed body
+)
 PROTOCOLS = ("moonraker", "octoprint")
 
 AMBIENT = 22.0
@@ -43,6 +63,31 @@ READY = "ready"
 SHUTDOWN = "shutdown"  # Klippy after an e-stop; OctoPrint "Offline after error"
 STARTUP = "startup"  # Klippy restarting after FIRMWARE_RESTART
 CLOSED = "closed"  # OctoPrint serial disconnected by the user
+LOST = "lost"  # the "disconnect" fault: Klippy disconnected / OctoPrint serial error
+
+# Print outcomes (Moonraker's job history statuses)
+IN_PROGRESS, COMPLETED, CANCELLED_OUTCOME, ERROR_OUTCOME = "in_progress", "completed", "cancelled", "error"
+KLIPPY_SHUTDOWN, KLIPPY_DISCONNECT = "klippy_shutdown", "klippy_disconnect"
+SERIAL_ERROR = "SerialException: device reports readiness to read but returned no data"
+
+
+@dataclass(slots=True)
+class PrintRecord:
+    """One print on one printer, from its start to its end (Moonraker's history entry)."""
+
+    job_id: int  # per printer, from 1, like Moonraker's history ids
+    filename: str
+    started: float  # wall time (unix)
+    start_sim: float  # simulated time of the start
+    ended: float | None = None  # wall time; None while in progress
+    outcome: str = IN_PROGRESS
+    print_duration: float = 0.0  # simulated seconds, final once ended
+    total_duration: float = 0.0
+
+
+def wall_now(sim: float) -> float:
+    """Default sim -> wall clock of a printer outside a farm: now."""
+    return time.time()
 
 
 class Heater:
@@ -109,6 +154,11 @@ class SimPrinter:
         self.resumed_at: float | None = None  # sim time printing last (re)started; None unless printing
         self.last_print_time: float | None = None  # OctoPrint's lastPrintTime of the selected file
         self.server: asyncio.AbstractServer | None = None  # set by the farm while listening
+        self.prints: list[PrintRecord] = []
+        self.wall_time: Callable[[float], float] = wall_now  # sim time -> unix time; set by the farm
+        # called on every print start and end, on the farm's loop (the farm's print listeners)
+        self.on_print: Callable[[SimPrinter, PrintRecord, float], None] | None = None
+        self.on_upload: Callable[[SimPrinter, str], None] | None = None  # a file stored, not yet answered
 
     # -- identity -------------------------------------------------------------------------
 
@@ -138,6 +188,7 @@ class SimPrinter:
                 self.last_print_time = self.job_duration
                 self.extruder.set_target(end, 0)
                 self.bed.set_target(end, 0)
+                self._end_print(end, COMPLETED)
         if self.link == STARTUP and now >= self.link_until:
             self.link = READY
             self.link_message = ""
@@ -169,7 +220,7 @@ class SimPrinter:
         """Protocol-neutral state for the control API (printers.state vocabulary)."""
         if self.fault == "offline":
             return "offline"
-        if self.link == SHUTDOWN:
+        if self.link == SHUTDOWN or (self.link == LOST and self.protocol == "octoprint"):
             return "error"
         if self.link != READY or self.fault == "not_ready":
             return "connecting"
@@ -178,6 +229,8 @@ class SimPrinter:
     # -- transitions (callers check the protocol's busy rules first) -----------------------
 
     def start(self, now: float, rel_path: str, *, duration: float | None = None) -> None:
+        if self.busy:  # only the control API's start_print gets here busy: the old print stops
+            self.cancel(now)
         info = self.files.get(rel_path)
         if duration is None:
             duration = info.estimated_time if info and info.estimated_time else None
@@ -193,6 +246,13 @@ class SimPrinter:
         self.job_ended = None
         self.job_elapsed = 0.0
         self.resumed_at = now
+        self.prints.append(
+            PrintRecord(
+                job_id=len(self.prints) + 1, filename=rel_path, started=self.wall_time(now), start_sim=now
+            )
+        )
+        if self.on_print is not None:
+            self.on_print(self, self.prints[-1], now)
         self.extruder.set_target(now, info.hotend_temp if info and info.hotend_temp else DEFAULT_HOTEND)
         self.bed.set_target(now, info.bed_temp if info and info.bed_temp is not None else DEFAULT_BED)
 
@@ -222,13 +282,14 @@ class SimPrinter:
         """OctoPrint "restart": the paused job from the beginning."""
         self.start(now, self.job_file, duration=None if self.job_file in self.files else self.job_duration)
 
-    def cancel(self, now: float) -> None:
+    def cancel(self, now: float, outcome: str = CANCELLED_OUTCOME) -> None:
         self.job_elapsed = self.print_duration(now)
         self.resumed_at = None
         self.job_state = CANCELLED
         self.job_ended = now
         self.extruder.set_target(now, 0)
         self.bed.set_target(now, 0)
+        self._end_print(now, outcome)
 
     def emergency_stop(self, now: float, message: str = "Emergency stop") -> None:
         if self.busy:
@@ -237,6 +298,7 @@ class SimPrinter:
             self.job_state = ERROR
             self.job_message = message
             self.job_ended = now
+            self._end_print(now, KLIPPY_SHUTDOWN if self.protocol == "moonraker" else ERROR_OUTCOME)
         self.link = SHUTDOWN
         self.link_message = message
         self.extruder.set_target(now, 0)
@@ -244,8 +306,8 @@ class SimPrinter:
 
     def firmware_restart(self, now: float) -> None:
         """Klipper FIRMWARE_RESTART: objects are rebuilt, so print_stats is back to standby."""
-        if self.busy:
-            self.cancel(now)
+        if self.busy:  # Klippy drops its API socket while it restarts
+            self.cancel(now, KLIPPY_DISCONNECT)
         self.link = STARTUP
         self.link_message = "Printer is restarting"
         self.link_until = now + RESTART_SECONDS
@@ -266,10 +328,79 @@ class SimPrinter:
             self.job_state = STANDBY
 
     def disconnect(self, now: float) -> None:
-        if self.busy:
-            self.cancel(now)
+        if self.busy:  # OctoPrint reports PrintFailed when the port closes under a print
+            self.cancel(now, ERROR_OUTCOME)
         self.link = CLOSED
         self.link_message = ""
+
+    def lose_link(self, now: float) -> None:
+        """The "disconnect" fault: Klippy's socket / the serial port is gone; a print ends.
+
+        Moonraker: Klippy comes back as a fresh process, so print_stats will read standby with
+        no file. OctoPrint: the print fails; the file stays selected."""
+        was_busy = self.busy
+        if was_busy:
+            self.job_elapsed = self.print_duration(now)
+            self.resumed_at = None
+            self.job_ended = now
+            self._end_print(now, KLIPPY_DISCONNECT if self.protocol == "moonraker" else ERROR_OUTCOME)
+        self.extruder.set_target(now, 0)
+        self.bed.set_target(now, 0)
+        self.link = LOST
+        self.link_message = "Klippy Disconnected" if self.protocol == "moonraker" else SERIAL_ERROR
+        if self.protocol == "moonraker":
+            self.job_state = STANDBY
+            self.job_file = ""
+            self.job_size = 0
+            self.job_message = ""
+            self.job_elapsed = 0.0
+            self.job_ended = None
+        elif was_busy:
+            self.job_state = ERROR
+            self.job_message = SERIAL_ERROR
+
+    def restore_link(self) -> None:
+        """The "disconnect" fault cleared: Klippy ready / serial reconnected, without the print."""
+        self.link = READY
+        self.link_message = ""
+        if self.job_state == ERROR:
+            self.job_state = STANDBY
+            self.job_message = ""
+
+    def _end_print(self, now: float, outcome: str) -> None:
+        record = self.prints[-1] if self.prints else None
+        if record is None or record.outcome != IN_PROGRESS:
+            return
+        record.outcome = outcome
+        record.ended = self.wall_time(now)
+        record.print_duration = self.job_elapsed
+        record.total_duration = max(0.0, now - record.start_sim)
+        if self.on_print is not None:
+            self.on_print(self, record, now)
+
+    def record_durations(self, record: PrintRecord, now: float) -> tuple[float, float]:
+        """(print, total) simulated seconds of a record, live while it is in progress."""
+        if record.outcome == IN_PROGRESS:
+            return self.print_duration(now), max(0.0, now - record.start_sim)
+        return record.print_duration, record.total_duration
+
+    def print_log(self, now: float) -> list[dict[str, Any]]:
+        """This printer's prints as the control API's /prints lists them, oldest first."""
+        return [self.describe_print(record, now) for record in self.prints]
+
+    def describe_print(self, record: PrintRecord, now: float) -> dict[str, Any]:
+        print_duration, _ = self.record_durations(record, now)
+        return {
+            "index": self.index,
+            "printer": self.name,
+            "protocol": self.protocol,
+            "job_id": record.job_id,
+            "filename": record.filename,
+            "started": round(record.started, 3),
+            "ended": None if record.ended is None else round(record.ended, 3),
+            "outcome": record.outcome,
+            "print_duration": round(print_duration, 3),
+        }
 
     def set_targets(self, now: float, *, hotend: float | None = None, bed: float | None = None) -> None:
         if hotend is not None:
@@ -281,6 +412,8 @@ class SimPrinter:
 
     def add_file(self, info: SimFile) -> None:
         self.files[info.path] = info
+        if self.on_upload is not None:
+            self.on_upload(self, info.path)
 
     def delete_file(self, rel_path: str) -> None:
         self.files.pop(rel_path, None)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -67,6 +68,8 @@ def test_farm_layout_and_names(farm):
         "not_ready",
         "reset_upload",
         "stall_upload",
+        "disconnect",
+        "garbled",
     )
 
 
@@ -436,6 +439,41 @@ def test_blackhole_hangs_until_client_gives_up(farm):
     assert httpx.get(url + STATUS_QUERY, timeout=2).status_code == 200
 
 
+def test_blackhole_resets_held_requests_once_cleared(farm):
+    url = farm.printers[1].base_url
+    farm.set_fault(1, "blackhole")
+    with httpx.Client(timeout=httpx.Timeout(20.0, connect=1.0)) as slow_client, ThreadPoolExecutor(1) as pool:
+        held = pool.submit(slow_client.get, url + "/api/printer")
+        time.sleep(0.3)
+        assert not held.done()
+        farm.set_fault(1, None)
+        with pytest.raises(httpx.TransportError):
+            held.result(timeout=5)
+    assert httpx.get(url + "/api/printer", timeout=2).status_code == 200
+
+
+def test_print_listener_hears_starts_and_ends_before_the_reply(farm, client):
+    heard = []
+    farm.add_print_listener(lambda entry: heard.append((entry["filename"], entry["outcome"])))
+    farm.add_upload_listener(lambda index, path: heard.append((index, path)))
+    url = farm.printers[0].base_url
+    client.post(url + "/server/files/upload", files={"file": ("l.gcode", b"G28\n")}, data={"print": "true"})
+    assert heard == [(0, "l.gcode"), ("l.gcode", "in_progress")]
+    heard.clear()
+    client.post(url + "/printer/print/cancel")
+    assert heard == [("l.gcode", "cancelled")]
+
+
+def test_a_fault_set_by_an_upload_listener_hits_the_next_request(farm, client):
+    farm.add_upload_listener(lambda index, path: farm.set_fault(index, "garbled"))
+    url = farm.printers[1].base_url
+    upload = client.post(url + "/api/files/local", files={"file": ("n.gcode", b"G28\n")})
+    assert upload.status_code == 201  # this reply is intact
+    start = client.post(url + "/api/files/local/n.gcode", json={"command": "select", "print": True})
+    assert start.status_code == 200 and start.content == b'{"temperature": {"tool0": {"actual": 21'
+    assert farm.print_log(1)[0]["outcome"] == "in_progress"
+
+
 def test_slow_replies_after_delay(farm, client):
     url = farm.printers[1].base_url
     farm.set_fault(1, "slow", delay=0.4)
@@ -493,6 +531,221 @@ def test_reset_upload_drops_connection_and_stores_nothing(farm, client, index, p
     assert client.get(printer.base_url + status_path).status_code == 200  # only uploads are hit
 
 
+@pytest.mark.parametrize("index", [0, 1])
+def test_garbled_carries_out_the_request_then_answers_garbage(farm, client, index):
+    printer = farm.printers[index]
+    farm.set_fault(index, "garbled")
+    if index == 0:
+        response = client.post(
+            printer.base_url + "/server/files/upload",
+            files={"file": ("g.gcode", b";TIME:600\nG28\n")},
+            data={"print": "true"},
+        )
+    else:
+        response = client.post(
+            printer.base_url + "/api/files/local",
+            files={"file": ("g.gcode", b";TIME:600\nG28\n")},
+            data={"print": "true"},
+        )
+    assert response.status_code == 200
+    with pytest.raises(json.JSONDecodeError):
+        response.json()
+    # It really stored the file and started the print.
+    assert printer.file_path("g.gcode").is_file()
+    assert [(p["filename"], p["outcome"]) for p in farm.print_log(index)] == [("g.gcode", "in_progress")]
+    cancel = ("/printer/print/cancel", None) if index == 0 else ("/api/job", {"command": "cancel"})
+    garbage = client.post(printer.base_url + cancel[0], json=cancel[1])
+    assert garbage.status_code == 200
+    with pytest.raises(json.JSONDecodeError):
+        garbage.json()
+    assert farm.print_log(index)[0]["outcome"] == "cancelled"
+    farm.set_fault(index, "malformed")  # malformed, unlike garbled, does nothing
+    client.post(printer.base_url + "/printer/print/start?filename=g.gcode")
+    client.post(printer.base_url + "/api/files/local/g.gcode", json={"command": "select", "print": True})
+    assert len(farm.print_log(index)) == 1
+
+
+def test_moonraker_disconnect_ends_the_print_and_comes_back_without_it(farm, client):
+    moon = farm.printers[0]
+    url = moon.base_url
+    upload = client.post(
+        url + "/server/files/upload",
+        files={"file": ("d.gcode", b";TIME:3600\nG28\n")},
+        data={"print": "true"},
+    )
+    assert upload.json()["result"]["print_started"] is True
+    farm.set_fault(0, "disconnect")
+    info = client.get(url + "/server/info").json()["result"]
+    assert (info["klippy_connected"], info["klippy_state"]) == (False, "disconnected")
+    query = client.get(url + STATUS_QUERY)
+    assert query.status_code == 503
+    assert query.json() == {"error": {"code": 503, "message": "Klippy Host not connected"}}
+    assert client.post(url + "/printer/print/start?filename=d.gcode").status_code == 503
+    assert client.get(url + "/server/files/list").status_code == 200  # Moonraker itself answers
+    (entry,) = farm.print_log(0)
+    assert entry["outcome"] == "klippy_disconnect"
+    assert entry["ended"] is not None
+    farm.set_fault(0, None)
+    info = client.get(url + "/server/info").json()["result"]
+    assert (info["klippy_connected"], info["klippy_state"]) == (True, "ready")
+    status = moonraker_status(client, url)
+    assert status["webhooks"]["state"] == "ready"
+    assert status["print_stats"]["state"] == "standby"
+    assert status["print_stats"]["filename"] == ""
+    assert len(farm.print_log(0)) == 1  # back without the print
+
+
+def test_octoprint_disconnect_ends_the_print_and_comes_back_without_it(farm, client):
+    octo = farm.printers[1]
+    url = octo.base_url
+    client.post(
+        url + "/api/files/local", files={"file": ("d.gcode", b";TIME:3600\nG28\n")}, data={"print": "true"}
+    )
+    farm.set_fault(1, "disconnect")
+    printer = client.get(url + "/api/printer")
+    assert printer.status_code == 409
+    assert printer.json() == {"error": "Printer is not operational"}
+    job = client.get(url + "/api/job").json()
+    assert job["state"] == "Offline after error"
+    assert job["error"].startswith("SerialException: ")
+    assert client.post(url + "/api/job", json={"command": "start"}).status_code == 409
+    assert client.post(url + "/api/connection", json={"command": "connect"}).status_code == 204
+    assert client.get(url + "/api/printer").status_code == 409  # the port is still gone
+    assert farm.print_log(1)[0]["outcome"] == "error"
+    farm.set_fault(1, None)
+    state = client.get(url + "/api/printer").json()["state"]
+    assert state["text"] == "Operational"
+    assert state["flags"]["error"] is False and state["flags"]["closedOrError"] is False
+    job = client.get(url + "/api/job").json()
+    assert job["state"] == "Operational"
+    assert job["job"]["file"]["name"] == "d.gcode"  # still selected
+    assert (job["progress"]["completion"] or 0) < 100
+    assert "error" not in job
+    assert len(farm.print_log(1)) == 1
+
+
+def test_disconnect_while_idle_keeps_the_finished_print(client):
+    with running_farm(count=2, protocol="mixed", speed=600.0) as farm:
+        farm.start_print(0, "a.gcode", duration=60)  # 0.1 s real
+        farm.start_print(1, "a.gcode", duration=60)
+        deadline = time.monotonic() + 10
+        while any(p["outcome"] == "in_progress" for p in farm.print_log()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        farm.set_fault(0, "disconnect")
+        farm.set_fault(1, "disconnect")
+        assert [p["outcome"] for p in farm.print_log()] == ["completed", "completed"]
+
+
+def test_print_log_records_every_start_and_end(client):
+    with running_farm(count=2, protocol="mixed", speed=600.0) as farm:
+        moon, octo = (p.base_url for p in farm.printers)
+        before = time.time()
+        farm.start_print(0, "done.gcode", duration=60)  # ends in 0.1 s real
+        farm.start_print(1, "cancel.gcode", duration=36_000)
+        assert client.post(octo + "/api/job", json={"command": "cancel"}).status_code == 204
+        farm.start_print(1, "estop.gcode", duration=36_000)
+        assert client.post(octo + "/api/printer/command", json={"command": "M112"}).status_code == 204
+        deadline = time.monotonic() + 10
+        while farm.print_log(0)[0]["outcome"] == "in_progress" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        farm.start_print(0, "estop.gcode", duration=36_000)
+        assert client.post(moon + "/printer/emergency_stop").status_code == 200
+        client.post(moon + "/printer/firmware_restart")
+        deadline = time.monotonic() + 10
+        while moonraker_status(client, moon)["webhooks"]["state"] != "ready" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        farm.start_print(0, "restart.gcode", duration=36_000)
+        client.post(moon + "/printer/gcode/script", json={"script": "FIRMWARE_RESTART"})
+        log = farm.print_log()
+        assert [(p["index"], p["filename"], p["outcome"]) for p in log] == [
+            (0, "done.gcode", "completed"),
+            (1, "cancel.gcode", "cancelled"),
+            (1, "estop.gcode", "error"),
+            (0, "estop.gcode", "klippy_shutdown"),
+            (0, "restart.gcode", "klippy_disconnect"),
+        ]
+        assert {p["protocol"] for p in log} == {"moonraker", "octoprint"}
+        assert all(before - 0.01 <= p["started"] <= p["ended"] <= time.time() + 0.01 for p in log)
+        done = log[0]
+        assert done["ended"] - done["started"] == pytest.approx(0.1, abs=0.02)  # 60 sim s at 600x
+        farm.set_fault(1, None)
+        assert client.post(octo + "/api/connection", json={"command": "connect"}).status_code == 204
+        farm.start_print(1, "running.gcode", duration=36_000)
+        running = farm.print_log(1)[-1]
+        assert (running["outcome"], running["ended"]) == ("in_progress", None)
+        over_http = client.get(farm.control_url + "/prints").json()
+        assert [p["filename"] for p in over_http] == [p["filename"] for p in farm.print_log()]
+        one = client.get(farm.control_url + "/printers/1/prints").json()
+        assert [(p["job_id"], p["outcome"]) for p in one] == [
+            (1, "cancelled"),
+            (2, "error"),
+            (3, "in_progress"),
+        ]
+        assert client.get(farm.control_url + "/printers/7/prints").status_code == 404
+
+
+def test_moonraker_job_history_as_a_client_reads_it(client):
+    with running_farm(count=1, protocol="moonraker", speed=600.0) as farm:
+        url = farm.printers[0].base_url
+        assert client.get(url + "/server/history/list").json() == {"result": {"count": 0, "jobs": []}}
+        body = b"; generated by PrusaSlicer 2.8.1 on 2026-01-01\nM104 S215\n;TIME:60\nG28\n"
+        for name in ("first.gcode", "second.gcode"):
+            response = client.post(
+                url + "/server/files/upload", files={"file": (name, body)}, data={"print": "true"}
+            )
+            assert response.json()["result"]["print_started"] is True
+            if name == "first.gcode":
+                time.sleep(0.3)  # 60 sim s take 0.1 s: done
+        history = client.get(url + "/server/history/list").json()["result"]
+        assert history["count"] == 2
+        newest, oldest = history["jobs"]
+        assert (newest["job_id"], newest["filename"], newest["status"]) == (
+            "000002",
+            "second.gcode",
+            "in_progress",
+        )
+        assert newest["end_time"] is None
+        assert (oldest["job_id"], oldest["status"], oldest["exists"]) == ("000001", "completed", True)
+        assert oldest["print_duration"] == pytest.approx(60.0)
+        assert oldest["total_duration"] >= 60.0
+        assert oldest["filament_used"] > 0
+        assert oldest["start_time"] < oldest["end_time"] <= newest["start_time"]
+        assert oldest["metadata"]["estimated_time"] == 60
+        assert "job_id" not in oldest["metadata"] and "print_start_time" not in oldest["metadata"]
+        assert set(oldest) >= {
+            "job_id",
+            "exists",
+            "filename",
+            "status",
+            "start_time",
+            "end_time",
+            "print_duration",
+            "total_duration",
+            "filament_used",
+            "metadata",
+        }
+        client.post(url + "/printer/print/cancel")
+        asc = client.get(url + "/server/history/list", params={"order": "asc", "limit": 1}).json()["result"]
+        assert [j["job_id"] for j in asc["jobs"]] == ["000001"]
+        assert asc["count"] == 1
+        page = client.get(url + "/server/history/list", params={"start": 1}).json()["result"]
+        assert [j["job_id"] for j in page["jobs"]] == ["000001"]
+        since = client.get(url + "/server/history/list", params={"since": oldest["start_time"]}).json()
+        assert [j["job_id"] for j in since["result"]["jobs"]] == ["000002"]
+        before = client.get(url + "/server/history/list", params={"before": newest["start_time"]}).json()
+        assert [j["job_id"] for j in before["result"]["jobs"]] == ["000001"]
+        job = client.get(url + "/server/history/job", params={"uid": "000002"}).json()["result"]["job"]
+        assert (job["status"], job["filename"]) == ("cancelled", "second.gcode")
+        assert job["end_time"] is not None
+        missing = client.get(url + "/server/history/job", params={"uid": "00000F"})
+        assert missing.status_code == 404
+        assert missing.json()["error"]["message"] == "Invalid job uid: 00000F"
+        assert client.get(url + "/server/history/list", params={"limit": "x"}).status_code == 400
+        # The history is Moonraker's own: it answers while Klippy is disconnected.
+        farm.set_fault(0, "disconnect")
+        assert client.get(url + "/server/history/list").json()["result"]["count"] == 2
+
+
 def test_set_fault_rejects_unknown_names(farm):
     with pytest.raises(ValueError):
         farm.set_fault(0, "on_fire")
@@ -522,6 +775,9 @@ def test_control_api(farm, client):
     assert client.get(farm.printers[1].base_url + "/api/printer").status_code == 500
     assert client.post(control + "/printers/1/fault", json={"fault": None}).json()["fault"] is None
     assert client.post(control + "/printers/1/fault", json={"fault": "bogus"}).status_code == 400
+    for name in ("disconnect", "garbled"):
+        assert client.post(control + "/printers/1/fault", json={"fault": name}).json()["fault"] == name
+    assert client.post(control + "/printers/1/fault", json={"fault": None}).json()["state"] == "idle"
     assert client.post(control + "/printers/9/fault", json={"fault": None}).status_code == 404
 
     started = client.post(control + "/printers/0/print", json={"filename": "x.gcode", "duration": 1000})

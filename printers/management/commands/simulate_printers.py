@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from printers.simulator import SimulatedFarm
+from printers.simulator import FAULTS, SimulatedFarm
 from printers.simulator.farm import check_loopback
 
 SUMMARY_OVER = 20  # list printers one per line up to this many
@@ -35,7 +35,11 @@ def raise_nofile_limit() -> tuple[int, int]:
 class Command(BaseCommand):
     help = (
         "Run N simulated printers (Moonraker/OctoPrint HTTP APIs) on loopback: printer i on "
-        "port P+i, the control API on --control-port (default P-1). Runs until interrupted."
+        "port P+i, the control API on --control-port (default P-1). Runs until interrupted. "
+        "Control API: GET /printers, /printers/{i}, /prints (every print start and end), "
+        '/printers/{i}/prints, /stats; POST /printers/{i}/fault {"fault": F} with F one of '
+        f"{', '.join(FAULTS)} or null; POST /printers/{{i}}/print. Moonraker printers also serve "
+        "their job history at /server/history/list and /server/history/job."
     )
     requires_system_checks: list[str] = []  # pure aiohttp; needs neither models nor the database
 
@@ -136,7 +140,7 @@ class Command(BaseCommand):
                 f"ports {min(ports)}..{max(ports)}: {printers[0].base_url} .. {printers[-1].base_url}"
             )
         self.stdout.write(f"speed x{farm.speed:g}, uploads in {farm.upload_dir}")
-        self.stdout.write(f"control API: {farm.control_url}  (GET /printers, /stats)")
+        self.stdout.write(f"control API: {farm.control_url}  (GET /printers, /prints, /stats)")
 
 
 def _write_printers_file(path: Path, farm: SimulatedFarm) -> None:

@@ -20,4 +20,10 @@ async def job_stop(job: Job, *, by: object = None) -> Job:
             raise services.JobError(
                 f"{printer.name} did not stop: {outcome.message}. The job is still printing."
             )
-    return await sync_to_async(services.job_cancel)(job, by=by)
+    try:
+        return await sync_to_async(services.job_cancel)(job, by=by)
+    except services.JobChanged:
+        # The poller saw the print stop first and recorded the cancel, with who sent it.
+        if job.state == Job.State.CANCELLED:
+            return job
+        raise

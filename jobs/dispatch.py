@@ -3,8 +3,10 @@ prints started and followed by the polled status to their end.
 
 Every state change goes through `jobs.services.job_transition`, which only succeeds from the
 state this process saw: two pollers can't take one job, and an ending is recorded once.
-A job survives restarts in the database: `uploading` is sent again, `printing` is matched
-to what its printer reports on the first poll.
+Records come from the printer: a job ends only on what its printer reports (its state or its
+own job history, see `jobs.outcomes`); an unreadable reply or a lost connection is shown on
+the job and waited out. After a restart the printer is asked what it is doing before
+anything is sent again.
 """
 
 from __future__ import annotations
@@ -19,16 +21,19 @@ from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db.models import Count, F, Max
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from jobs import services
+from jobs.following import Following, push_card
 from jobs.library import stored_path
 from jobs.matching import FREE_STATES, Candidate, plan
 from jobs.models import Job
+from jobs.outcomes import RUNNING, UNKNOWN, Follow
 from jobs.queries import waiting_needs
+from jobs.transfer import ProgressWriter, remote_name_for, watch_transfer
 from printers.drivers.base import DriverError
-from printers.models import Printer, PrinterStatusRow
+from printers.models import Printer
 from printers.state import PrinterStatus, State
 
 if TYPE_CHECKING:
@@ -37,27 +42,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 S = Job.State
-PROGRESS_EVERY = 1.0  # seconds between two transfer-progress writes
-START_GRACE = 20.0  # seconds a started print may take to show up as printing
 REPLAN_EVERY = 10.0  # seconds; a plan whose inputs look unchanged is still redone this often
-RUNNING = frozenset({State.PRINTING, State.PAUSED})
-UNKNOWN = frozenset({State.OFFLINE, State.CONNECTING})
 
 
 def _db(func):
     return sync_to_async(func, thread_sensitive=True)
-
-
-@dataclass
-class Follow:
-    """A print we started (or found running at start-up) and watch until it ends."""
-
-    job_id: int
-    printer_id: int
-    remote_name: str
-    started: float  # clock()
-    recovered: bool = False  # found at start-up: whatever it reports first is its outcome
-    seen_running: bool = False
 
 
 @dataclass
@@ -85,11 +74,7 @@ class StartGate:
             self.starts.append(self.clock())
 
 
-def _same_file(reported: str, remote_name: str) -> bool:
-    return bool(reported) and reported.rsplit("/", 1)[-1] == remote_name.rsplit("/", 1)[-1]
-
-
-class Dispatcher:
+class Dispatcher(Following):
     def __init__(
         self,
         coordinator: Coordinator,
@@ -97,6 +82,9 @@ class Dispatcher:
         interval: float | None = None,
         attempts: int | None = None,
         retry_seconds: float | None = None,
+        stall_seconds: float | None = None,
+        confirm_seconds: float | None = None,
+        lost_seconds: float | None = None,
         stagger: tuple[int, float] | None = None,
         clock=time.monotonic,
     ) -> None:
@@ -106,6 +94,9 @@ class Dispatcher:
         self.retry_seconds = (
             settings.PRINTFARM_TRANSFER_RETRY_SECONDS if retry_seconds is None else retry_seconds
         )
+        self.stall_seconds = stall_seconds or settings.PRINTFARM_TRANSFER_STALL_SECONDS
+        self.confirm_seconds = confirm_seconds or settings.PRINTFARM_TRANSFER_CONFIRM_SECONDS
+        self.lost_seconds = lost_seconds or settings.PRINTFARM_LOST_PRINT_MINUTES * 60.0
         count, seconds = stagger or (settings.PRINTFARM_STAGGER_COUNT, settings.PRINTFARM_STAGGER_SECONDS)
         self.gate = StartGate(count, seconds, clock)
         self.clock = clock
@@ -126,7 +117,8 @@ class Dispatcher:
         self._task = asyncio.create_task(self._run(), name="dispatch")
 
     async def aclose(self) -> None:
-        """Stop; transfers under way are left `uploading` and sent again at the next start."""
+        """Stop; a transfer under way stays `uploading` and is checked with its printer at
+        the next start."""
         tasks = [t for t in (self._task, *self.transfers.values()) if t is not None]
         for task in tasks:
             task.cancel()
@@ -146,6 +138,9 @@ class Dispatcher:
         return printer_id is not None and printer_id % n == k
 
     async def _recover(self) -> None:
+        """Pick up the jobs a previous run left active. A job left `uploading` may have been
+        started on its printer just before the crash: it is followed unconfirmed, and sent
+        again only once the printer's readings show it has neither printed nor is printing it."""
         rows = await _db(self._read_active)()
         now = self.clock()
         for job in rows:
@@ -153,15 +148,26 @@ class Dispatcher:
                 continue
             self.busy[job.printer_id] = job.pk
             if job.state == S.PRINTING:
-                self.following[job.pk] = Follow(job.pk, job.printer_id, job.remote_name, now, recovered=True)
-                continue
-            if job.state == S.UPLOADING:
-                await _db(services.job_transition)(
-                    job, S.ASSIGNED, reason="The poller stopped during the transfer; sending it again"
+                self.following[job.pk] = Follow(
+                    job.pk, job.printer_id, job.remote_name, now, recovered=True, started_at=job.started_at
                 )
-            self.retry_at[job.pk] = now
+            elif job.state == S.UPLOADING:
+                self.following[job.pk] = Follow(
+                    job.pk,
+                    job.printer_id,
+                    job.remote_name,
+                    now,
+                    confirmed=False,
+                    recovered=True,
+                    problem="The poller stopped during the transfer",
+                )
+            else:
+                wait = (job.retry_at - timezone.now()).total_seconds() if job.retry_at else 0.0
+                self.retry_at[job.pk] = now + max(0.0, wait)
         if rows:
-            logger.info("Resumed %d active jobs (%d printing)", len(self.busy), len(self.following))
+            logger.info(
+                "Resumed %d active jobs (%d printing or checking)", len(self.busy), len(self.following)
+            )
 
     @staticmethod
     def _read_active() -> list[Job]:
@@ -173,7 +179,7 @@ class Dispatcher:
         if self.busy:
             await self._sync_with_database()
         statuses = {pk: p.last for pk, p in self.coordinator.printers.items() if p.last is not None}
-        await self._follow(statuses)
+        await self._follow()
         await self._note_prints_ended_elsewhere(statuses)
         now = self.clock()
         for job_id, due in list(self.retry_at.items()):
@@ -203,7 +209,7 @@ class Dispatcher:
             logger.info("Job %s is %s; letting go of printer %s", job_id, state or "gone", printer_id)
             self._release(printer_id, job_id)
 
-    def _release(self, printer_id: int, job_id: int) -> None:
+    def _release(self, printer_id: int | None, job_id: int) -> None:
         if self.busy.get(printer_id) == job_id:
             del self.busy[printer_id]
         self.following.pop(job_id, None)
@@ -268,6 +274,11 @@ class Dispatcher:
             await self._transfer_once(job_id)
         except asyncio.CancelledError:
             raise
+        except services.JobChanged as exc:
+            # Cancelled (or moved by another process) while this transfer went on: not ours.
+            logger.info("Job %s changed during its transfer (%s); letting go", job_id, exc)
+            printer_id = next((p for p, j in self.busy.items() if j == job_id), None)
+            self._release(printer_id, job_id)
         except Exception:
             logger.exception("Transfer of job %s failed unexpectedly", job_id)
             job = await _db(Job.objects.select_related("file").get)(pk=job_id)
@@ -293,7 +304,10 @@ class Dispatcher:
             await _db(services.job_transition)(job, S.FAILED, reason="The file is no longer in the library")
             await self._ended(printer_id, job_id, occupied=False)
             return
-        remote_name = job.file.name
+        if job.attempts >= self.attempts:  # a limit lowered since, or an older record
+            await self._retry_or_fail(job, job.reason or "no attempts left", uploading=False)
+            return
+        remote_name = remote_name_for(job)
         await _db(services.job_transition)(
             job,
             S.UPLOADING,
@@ -302,11 +316,17 @@ class Dispatcher:
             transfer_percent=0.0,
             reason="",
         )
-        progress = _ProgressWriter(job_id, printer_id, self.clock)
+        progress = ProgressWriter(job_id, printer_id, self.clock, push_card)
         try:
             driver = self.coordinator.driver_for(printer_id)
-            await driver.upload(path, remote_name=remote_name, progress=progress)
-            await progress.flush(100.0)
+            await watch_transfer(
+                driver.upload(path, remote_name=remote_name, progress=progress),
+                progress,
+                stall=self.stall_seconds,
+                confirm=self.confirm_seconds,
+            )
+            await progress.stop()
+            await progress.write(100.0, note="")
             if job.action == Job.Action.UPLOAD:
                 await _db(services.job_transition)(
                     job, S.COMPLETED, reason=f"Uploaded to {job.printer_name} as {remote_name}"
@@ -319,29 +339,56 @@ class Dispatcher:
                     f"{self.gate.seconds:g} s)"
                 )
             await self.gate.acquire()
-            # Cancelled from the web while the file was on its way: don't start it.
-            if not await _db(Job.objects.filter(pk=job_id, state=S.UPLOADING).exists)():
-                self._release(printer_id, job_id)
-                return
-            await driver.start(remote_name)
         except DriverError as exc:
             await progress.stop()
             await self._retry_or_fail(job, exc.message or str(exc), permanent=exc.permanent)
             return
-        try:
-            await _db(services.job_transition)(job, S.PRINTING, reason="")
-        except services.JobChanged:
-            # Cancelled in the moment between the check and the start: stop what we started.
-            logger.warning("Job %s was cancelled as its print started; cancelling it on the printer", job_id)
-            with contextlib.suppress(DriverError):
-                await driver.cancel()
+        finally:
+            await progress.stop()
+        # Cancelled from the web while the file was on its way: don't start it.
+        if not await _db(Job.objects.filter(pk=job_id, state=S.UPLOADING).exists)():
             self._release(printer_id, job_id)
             return
-        self.following[job_id] = Follow(job_id, printer_id, remote_name, self.clock())
+        polls_at = poller.polls
+        try:
+            await driver.start(remote_name)
+        except DriverError as exc:
+            # The printer may have started all the same (a garbled or lost reply): its next
+            # readings decide, and only then is the start retried or the job failed.
+            problem = f"Start not confirmed: {exc.message or exc}"
+            await self._note(job_id, printer_id, f"{problem}. Checking what the printer is doing…")
+            self.following[job_id] = Follow(
+                job_id,
+                printer_id,
+                remote_name,
+                self.clock(),
+                confirmed=False,
+                problem=problem,
+                permanent=exc.permanent,
+                polls_at=polls_at,
+            )
+            return
+        await self._confirm(job, Follow(job_id, printer_id, remote_name, self.clock()))
 
-    async def _retry_or_fail(self, job: Job, problem: str, *, permanent: bool = False) -> None:
+    async def _confirm(self, job: Job, follow: Follow, *, reason: str = "") -> None:
+        """The printer took the start: the job is printing, and followed from here."""
+        try:
+            await _db(services.job_transition)(job, S.PRINTING, reason=reason)
+        except services.JobChanged:
+            # Cancelled in the moment between the check and the start: stop what we started.
+            logger.warning("Job %s was cancelled as its print started; cancelling it on the printer", job.pk)
+            with contextlib.suppress(DriverError):
+                await self.coordinator.driver_for(follow.printer_id).cancel()
+            self._release(follow.printer_id, job.pk)
+            return
+        follow.confirmed = True
+        self.following[job.pk] = follow
+
+    async def _retry_or_fail(
+        self, job: Job, problem: str, *, permanent: bool = False, uploading: bool = True
+    ) -> None:
         await _db(job.refresh_from_db)()
-        if job.state != S.UPLOADING:
+        if job.state != (S.UPLOADING if uploading else S.ASSIGNED):
             self._release(job.printer_id, job.pk)
             return
         if permanent or job.attempts >= self.attempts:
@@ -356,57 +403,10 @@ class Dispatcher:
             job,
             S.ASSIGNED,
             retry_at=timezone.now() + delay,
-            reason=f"Sending failed: {problem}. Attempt {job.attempts + 1} of {self.attempts} "
-            f"in {delay.total_seconds():g} s.",
+            reason=f"{problem}. Retrying in {delay.total_seconds():g} s "
+            f"(attempt {job.attempts + 1} of {self.attempts}).",
         )
         self.retry_at[job.pk] = self.clock() + delay.total_seconds()
-
-    # -- following prints -------------------------------------------------------------------
-
-    async def _follow(self, statuses: dict[int, PrinterStatus]) -> None:
-        now = self.clock()
-        for follow in list(self.following.values()):
-            status = statuses.get(follow.printer_id)
-            if status is None or status.state in UNKNOWN:
-                continue  # nothing to learn until it answers again
-            if status.state in RUNNING:
-                follow.seen_running, follow.recovered = True, False
-                continue
-            outcome = self._outcome(follow, status, now)
-            if outcome is None:
-                continue
-            state, reason = outcome
-            job = await _db(Job.objects.select_related("file").get)(pk=follow.job_id)
-            extra = {}
-            if state == S.COMPLETED:
-                extra = {"print_seconds": status.elapsed, "filament_mm": services.filament_used(job, 100.0)}
-            elif job.started_at is not None:
-                extra = {"filament_mm": services.filament_used(job, status.progress)}
-            with contextlib.suppress(services.JobChanged, services.JobError):
-                await _db(services.job_transition)(job, state, reason=reason, **extra)
-            await self._ended(follow.printer_id, follow.job_id, occupied=True)
-
-    def _outcome(self, follow: Follow, status: PrinterStatus, now: float) -> tuple[str, str] | None:
-        """What a print's end looks like from this reading, or None if it is not over (yet)."""
-        waited = now - follow.started > START_GRACE
-        trusted = follow.seen_running or follow.recovered or waited
-        if status.state == State.FINISHED and trusted:
-            if follow.recovered and not _same_file(status.file, follow.remote_name):
-                return S.FAILED, "The printer finished another file while the poller was away"
-            note = " (ended while the poller was away)" if follow.recovered else ""
-            return S.COMPLETED, f"Finished on the printer{note}"
-        if status.state == State.ERROR and trusted:
-            return S.FAILED, f"The printer reported an error: {status.message or 'no message'}"
-        if status.state == State.IDLE and trusted:
-            if follow.recovered:
-                return (
-                    S.FAILED,
-                    "The print stopped while the poller was away; the printer doesn't say it finished",
-                )
-            if follow.seen_running:
-                return S.CANCELLED, status.message or "Stopped at the printer"
-            return S.FAILED, f"The printer did not start the print within {START_GRACE:g} s"
-        return None
 
     async def _note_prints_ended_elsewhere(self, statuses: dict[int, PrinterStatus]) -> None:
         """A print started outside the farm also leaves a part on the bed."""
@@ -418,65 +418,17 @@ class Dispatcher:
                 ended.append(pk)
         for pk in ended:
             await _db(_print_ended)(pk)
-            await _push(pk)
+            await push_card(pk)
 
     async def _ended(self, printer_id: int, job_id: int, *, occupied: bool) -> None:
         if occupied:
             await _db(_print_ended)(printer_id)
-            await _push(printer_id)
+            await push_card(printer_id)
         self._release(printer_id, job_id)
         self.last_state.pop(printer_id, None)
-
-
-async def _push(printer_id: int) -> None:
-    """With Redis, redraw the printer's card on open dashboards now (the change feed of a
-    Redis-less setup sees the status row's new revision by itself)."""
-    from printers.realtime import apublish_within
-
-    try:
-        await apublish_within([printer_id])
-    except Exception:
-        logger.warning("Could not push printer %s's card to dashboards", printer_id, exc_info=True)
 
 
 def _print_ended(printer_id: int) -> None:
     printer = Printer.objects.filter(pk=printer_id).only("pk", "auto_clear").first()
     if printer is not None:
         services.print_ended(printer)
-
-
-class _ProgressWriter:
-    """The transfer's progress callback: remembers the latest figure and writes it to the job
-    (and nudges the card) at most once a second, from the event loop, not the upload's path."""
-
-    def __init__(self, job_id: int, printer_id: int, clock) -> None:
-        self.job_id, self.printer_id, self.clock = job_id, printer_id, clock
-        self.percent = 0.0
-        self.written_at = clock()
-        self.task: asyncio.Task[None] | None = None
-
-    def __call__(self, sent: int, total: int) -> None:
-        self.percent = 100.0 * sent / total if total else 100.0
-        now = self.clock()
-        if now - self.written_at >= PROGRESS_EVERY and (self.task is None or self.task.done()):
-            self.written_at = now
-            self.task = asyncio.get_running_loop().create_task(self._write(round(self.percent, 1)))
-
-    async def _write(self, percent: float) -> None:
-        await _db(_write_progress)(self.job_id, self.printer_id, percent)
-        await _push(self.printer_id)
-
-    async def flush(self, percent: float) -> None:
-        await self.stop()
-        await self._write(percent)
-
-    async def stop(self) -> None:
-        if self.task is not None:
-            with contextlib.suppress(Exception):
-                await self.task
-
-
-def _write_progress(job_id: int, printer_id: int, percent: float) -> None:
-    now = timezone.now()
-    Job.objects.filter(pk=job_id, state=S.UPLOADING).update(transfer_percent=percent, updated_at=now)
-    PrinterStatusRow.objects.filter(pk=printer_id).update(revision=F("revision") + 1, updated_at=now)

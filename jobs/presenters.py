@@ -26,6 +26,8 @@ def card_jobs(printer_ids: Iterable[int]) -> dict[int, CardJob]:
             transfer_percent=job.transfer_percent
             if job.state in (Job.State.ASSIGNED, Job.State.UPLOADING)
             else None,
+            # An assigned job's note is where it went ("to sim-3") unless it waits for a retry.
+            note=job.reason if job.state != Job.State.ASSIGNED or job.retry_at else "",
         )
         for job in jobs
     }

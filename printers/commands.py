@@ -18,6 +18,7 @@ import httpx
 from asgiref.sync import sync_to_async
 
 from printers.drivers import Driver, DriverConfig, DriverError, ProbeResult, get_driver
+from printers.drivers.base import address_shown
 from printers.drivers.http import make_client
 from printers.models import Printer, PrinterEvent
 from printers.services import printer_event_record
@@ -148,11 +149,11 @@ async def _call(
     except DriverError:
         raise
     except TimeoutError as exc:
-        raise DriverError(f"No answer from {base_url} within {timeout:g} s") from exc
+        raise DriverError(f"No answer from {address_shown(base_url)} within {timeout:g} s") from exc
     except Exception as exc:
         # A driver bug must not become a 500 on a button click; keep the detail in the log.
         logger.exception("Unexpected error talking to %s", base_url)
-        raise DriverError(f"Unexpected error talking to {base_url}: {exc}") from exc
+        raise DriverError(f"Unexpected error talking to {address_shown(base_url)}: {exc}") from exc
 
 
 async def connection_probe(

@@ -105,6 +105,7 @@ class CardJob:
     state_label: str
     thumbnail_url: str = ""
     transfer_percent: float | None = None  # while the file is being sent
+    note: str = ""  # what is going on with it: a lost connection, a retry, a start being checked
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,35 @@
-"""Each test gets its own files directory, so what one stores another doesn't see."""
+"""Each test gets its own files directory, so what one stores another doesn't see; the
+simulated farm the dispatch tests drive."""
+
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
+
+from printers.simulator import SimulatedFarm
+
+SPEED = 60.0  # a file estimated at 60 s prints in 1 s
 
 
 @pytest.fixture(autouse=True)
 def files_dir(settings, tmp_path):
     settings.PRINTFARM_FILES_DIR = tmp_path / "files"
     return settings.PRINTFARM_FILES_DIR
+
+
+@pytest.fixture
+async def close_thread_connections():
+    """The dispatcher queries from sync_to_async's worker thread; close that thread's
+    connection so PostgreSQL can drop the test database afterwards."""
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+async def farm(tmp_path: Path) -> AsyncIterator[SimulatedFarm]:
+    farm = SimulatedFarm(3, protocol="mixed", speed=SPEED, upload_dir=tmp_path / "sim")
+    await farm.start()
+    yield farm
+    await farm.stop()

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections
 
 from jobs import services
 from jobs.dispatch import Dispatcher, StartGate
@@ -20,27 +18,11 @@ from printers.models import Printer
 from printers.services import printer_create
 from printers.simulator import SimulatedFarm
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
 
 S = Job.State
 SPEED = 60.0  # a file estimated at 60 s prints in 1 s
 LIFECYCLE = ["queued", "assigned", "uploading", "printing", "completed"]
-
-
-@pytest.fixture(autouse=True)
-async def close_thread_connections():
-    """The dispatcher queries from sync_to_async's worker thread; close that thread's
-    connection so PostgreSQL can drop the test database afterwards."""
-    yield
-    await sync_to_async(connections.close_all)()
-
-
-@pytest.fixture
-async def farm(tmp_path: Path) -> AsyncIterator[SimulatedFarm]:
-    farm = SimulatedFarm(3, protocol="mixed", speed=SPEED, upload_dir=tmp_path / "sim")
-    await farm.start()
-    yield farm
-    await farm.stop()
 
 
 async def add_printers(farm: SimulatedFarm, count: int | None = None, **fields) -> list[Printer]:
@@ -266,6 +248,8 @@ async def test_cancel_while_printing_stops_the_printer(farm):
         await eventually(lambda: not dispatcher.busy)
     await job.arefresh_from_db()
     assert job.state == S.CANCELLED
+    # Whichever saw it first, the web or the poller, the record says who cancelled it.
+    assert (await JobEvent.objects.filter(job=job).alast()).by == "tester"
     assert farm.printers[0].summary_state() != "printing"
     # A half-printed part is on the bed.
     assert not (await Printer.objects.aget(pk=printer.pk)).bed_clear

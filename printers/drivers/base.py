@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,8 +13,16 @@ import httpx
 
 from printers.state import PrinterStatus
 
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
+
 # (bytes sent so far, total bytes) -> None; called from the upload's task.
 ProgressCallback = Callable[[int, int], None]
+
+
+def address_shown(url: str) -> str:
+    """A stored address fit to show: without the user name and password an old row may hold
+    (the forms refuse them now; messages built from an address reach every role)."""
+    return _USERINFO.sub(r"\1", url)
 
 
 class DriverError(Exception):
@@ -37,6 +46,21 @@ class PrinterBusy(DriverError):
 
 
 @dataclass(frozen=True, slots=True)
+class PrintRecord:
+    """The printer's own record of one print (Moonraker's job history)."""
+
+    file: str
+    # Moonraker's vocabulary: completed, cancelled, error, klippy_shutdown, klippy_disconnect,
+    # interrupted (Moonraker restarted mid-print), in_progress.
+    outcome: str
+    print_seconds: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.outcome != "in_progress"
+
+
+@dataclass(frozen=True, slots=True)
 class DriverConfig:
     base_url: str  # e.g. http://10.0.0.7:7125 (no trailing slash needed)
     api_key: str = ""
@@ -57,7 +81,10 @@ class Driver(ABC):
     def __init__(self, config: DriverConfig, client: httpx.AsyncClient) -> None:
         self.config = config
         self.client = client
-        self.base_url = config.base_url.rstrip("/")
+        # Without user:password: the forms refuse them now, an older row may hold them, every
+        # message built from the address reaches every role, and the transport can't send them
+        # beside the API key anyway.
+        self.base_url = address_shown(config.base_url.rstrip("/"))
 
     @abstractmethod
     async def fetch_status(self) -> PrinterStatus:
@@ -97,4 +124,10 @@ class Driver(ABC):
 
     @abstractmethod
     async def start(self, remote_name: str) -> None:
-        """Start printing a file already on the printer."""
+        """Start printing a file already on the printer. Returns only when the printer's reply
+        says the print was taken; an unreadable reply raises (the caller then asks the status)."""
+
+    async def print_history(self, remote_name: str) -> PrintRecord | None:
+        """The printer's record of the newest print of `remote_name`, or None when it keeps no
+        history (OctoPrint) or has no entry for that file."""
+        return None

@@ -10,7 +10,14 @@ from typing import Any, ClassVar
 
 import httpx
 
-from printers.drivers.base import DriverConfig, DriverError, PrinterBusy, ProbeResult, ProgressCallback
+from printers.drivers.base import (
+    DriverConfig,
+    DriverError,
+    PrinterBusy,
+    PrintRecord,
+    ProbeResult,
+    ProgressCallback,
+)
 from printers.drivers.rest import (
     RestDriver,
     auth_error,
@@ -112,6 +119,31 @@ def parse_status(payload: object) -> PrinterStatus:
         file=text(filename),
         elapsed=clean_seconds(duration),
         remaining=remaining,
+    )
+
+
+def parse_history(payload: object, remote_name: str) -> PrintRecord | None:
+    """The newest entry of /server/history/list for `remote_name` (compared by file name:
+    history keeps the path under gcodes/)."""
+    result = payload.get("result") if isinstance(payload, dict) else None
+    jobs = result.get("jobs") if isinstance(result, dict) else None
+    if not isinstance(jobs, list):
+        raise DriverError("Printer sent an unexpected job history (no result.jobs)")
+    wanted = remote_name.rsplit("/", 1)[-1]
+    newest: tuple[float, Mapping[str, Any]] | None = None
+    for entry in jobs:
+        if not isinstance(entry, dict) or text(entry.get("filename")).rsplit("/", 1)[-1] != wanted:
+            continue
+        started = number(entry.get("start_time")) or 0.0
+        if newest is None or started > newest[0]:
+            newest = (started, entry)
+    if newest is None:
+        return None
+    entry = newest[1]
+    return PrintRecord(
+        file=text(entry.get("filename")),
+        outcome=text(entry.get("status")) or "unknown",
+        print_seconds=clean_seconds(number(entry.get("print_duration"))),
     )
 
 
@@ -260,9 +292,36 @@ class MoonrakerDriver(RestDriver):
             )
 
     async def start(self, remote_name: str) -> None:
-        await self._command(
-            "/printer/print/start", params={"filename": remote_name}, timeout=self._command_timeout
+        response = await self.send(
+            "POST",
+            self.url("/printer/print/start"),
+            params={"filename": remote_name},
+            timeout=self._command_timeout,
         )
+        if not response.is_success:
+            raise self._command_error(response)
+        # Moonraker answers {"result": "ok"} once Klippy took SDCARD_PRINT_FILE; anything else
+        # (a proxy's page, a truncated body) says nothing about whether the print began.
+        try:
+            payload = self.parse_json(response, "/printer/print/start")
+        except DriverError:
+            payload = None
+        if not isinstance(payload, dict) or payload.get("result") != "ok":
+            raise DriverError("The printer's answer to the start was unreadable")
+
+    async def print_history(self, remote_name: str) -> PrintRecord | None:
+        # The newest few entries: the one we look for ended moments ago. Moonraker without the
+        # [history] component answers 404; that is "no history", not an error.
+        response = await self.send(
+            "GET", self.url("/server/history/list"), params={"limit": "10", "order": "desc"}
+        )
+        if response.status_code in (401, 403):
+            raise auth_error(response)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise http_error(response)
+        return parse_history(self.parse_json(response, "/server/history/list"), remote_name)
 
     async def upload(
         self,

@@ -83,7 +83,14 @@ def parse_status(printer: object | None, job: object) -> PrinterStatus:
 
     if printer is None:
         if _is_error_text(job_text):
-            return PrinterStatus(state=State.ERROR, message=job_error or job_text)
+            # The job OctoPrint last ran stays in /api/job: its file and how far it got tell
+            # a print the error cut short from one that had finished before it.
+            return PrinterStatus(
+                state=State.ERROR,
+                message=job_error or job_text,
+                progress=clean_percent(obj(job, "progress").get("completion")),
+                file=_job_path(job),
+            )
         if job_text != "Offline" and _from_text(job_text) is State.CONNECTING:
             return PrinterStatus(state=State.CONNECTING, message=f"OctoPrint is connecting ({job_text})")
         return PrinterStatus(state=State.CONNECTING, message=NOT_CONNECTED)
@@ -95,8 +102,7 @@ def parse_status(printer: object | None, job: object) -> PrinterStatus:
 
     progress = obj(job, "progress")
     completion = clean_percent(progress.get("completion"))
-    file = obj(obj(job, "job"), "file")
-    path = text(file.get("path")) or text(file.get("name"))
+    path = _job_path(job)
     if state is State.IDLE and state_text == "Operational" and path and completion == 100:
         # OctoPrint drops back to Operational when a print ends and only a PrintDone push
         # event says it finished; the job stays selected at 100 %, which a cancelled or
@@ -127,6 +133,11 @@ def parse_status(printer: object | None, job: object) -> PrinterStatus:
         elapsed=clean_seconds(progress.get("printTime")),
         remaining=clean_seconds(progress.get("printTimeLeft")),
     )
+
+
+def _job_path(job: Mapping[str, Any]) -> str:
+    file = obj(obj(job, "job"), "file")
+    return text(file.get("path")) or text(file.get("name"))
 
 
 def _state(flags: Mapping[str, Any], state_text: str) -> State:
@@ -242,9 +253,13 @@ class OctoPrintDriver(RestDriver):
 
     async def start(self, remote_name: str) -> None:
         path = quote(remote_name.strip("/"), safe="/")
-        await self._post(
+        response = await self._post(
             f"/api/files/local/{path}", {"command": "select", "print": True}, timeout=self._command_timeout
         )
+        # OctoPrint answers 204 No Content; a body on a 2xx is not OctoPrint's answer (a proxy,
+        # a garbled reply) and says nothing about whether the print began.
+        if response.status_code != 204 and response.content.strip():
+            raise DriverError("The printer's answer to the start was unreadable")
 
     async def upload(
         self,

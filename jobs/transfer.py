@@ -1,0 +1,123 @@
+"""Sending one file to one printer: its name there, its progress, and the stall watchdog."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import sync_to_async
+from django.db.models import F
+from django.utils import timezone
+
+from jobs.models import Job
+from printers.drivers.base import DriverError
+from printers.models import PrinterStatusRow
+
+PROGRESS_EVERY = 1.0  # seconds between two transfer-progress writes
+# Shown until the printer answers the upload: the bytes left us, nobody said they arrived.
+UNCONFIRMED_PERCENT = 99.0
+WATCH_EVERY = 0.5  # seconds between two looks at a transfer's progress
+_SUFFIXES = (".gcode.3mf", ".bgcode", ".gcode", ".gco", ".g")
+_MB = 1024 * 1024
+
+
+def remote_name_for(job: Job) -> str:
+    """The file's name on the printer, unique to the job ("benchy-job42.gcode"): a re-send
+    overwrites only this job's copy, and the printer's status names the job it is printing."""
+    name = job.file.name.replace("/", "_").replace("\\", "_")
+    lower = name.lower()
+    suffix = next((s for s in _SUFFIXES if lower.endswith(s) and len(name) > len(s)), "")
+    stem = name[: len(name) - len(suffix)]
+    return f"{stem}-job{job.pk}{name[len(stem) :]}"
+
+
+class ProgressWriter:
+    """The transfer's progress callback: remembers the latest figure and writes it to the job
+    (and nudges the card) at most once a second, from the event loop, not the upload's path."""
+
+    def __init__(self, job_id: int, printer_id: int, clock, push: Callable[[int], Awaitable[None]]) -> None:
+        self.job_id, self.printer_id, self.clock, self.push = job_id, printer_id, clock, push
+        self.sent = self.total = 0
+        self.moved_at = clock()  # when the printer last took bytes
+        self.written_at = clock()
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def percent(self) -> float:
+        done = 100.0 * self.sent / self.total if self.total else 0.0
+        return min(done, UNCONFIRMED_PERCENT)
+
+    @property
+    def all_sent(self) -> bool:
+        return self.total > 0 and self.sent >= self.total
+
+    def __call__(self, sent: int, total: int) -> None:
+        now = self.clock()
+        if sent > self.sent or total != self.total:
+            self.moved_at = now
+        self.sent, self.total = sent, total
+        if now - self.written_at >= PROGRESS_EVERY and (self.task is None or self.task.done()):
+            self.written_at = now
+            self.task = asyncio.get_running_loop().create_task(self.write(round(self.percent, 1)))
+
+    async def write(self, percent: float, note: str | None = None) -> None:
+        await sync_to_async(_write_progress, thread_sensitive=True)(
+            self.job_id, self.printer_id, percent, note
+        )
+        await self.push(self.printer_id)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            if not self.task.done():
+                self.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.task
+
+
+def _write_progress(job_id: int, printer_id: int, percent: float, note: str | None) -> None:
+    now = timezone.now()
+    values: dict[str, object] = {"transfer_percent": percent, "updated_at": now}
+    if note is not None:
+        values["reason"] = note
+    Job.objects.filter(pk=job_id, state=Job.State.UPLOADING).update(**values)
+    PrinterStatusRow.objects.filter(pk=printer_id).update(revision=F("revision") + 1, updated_at=now)
+
+
+async def watch_transfer(
+    upload: Awaitable[None], progress: ProgressWriter, *, stall: float, confirm: float
+) -> None:
+    """Await `upload`, cancelling it when it stops moving: no bytes taken for `stall` seconds,
+    or, once every byte is sent, no answer within `confirm` seconds. A stall is a DriverError
+    (retried like any broken transfer), not one long timeout per try."""
+    task = asyncio.ensure_future(upload)
+    waiting_noted = False
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=WATCH_EVERY)
+            if done:
+                task.result()
+                return
+            quiet = progress.clock() - progress.moved_at
+            if progress.all_sent:
+                if not waiting_noted:
+                    waiting_noted = True
+                    await progress.write(
+                        UNCONFIRMED_PERCENT,
+                        note=f"All {progress.total / _MB:.1f} MB sent; waiting for the printer to confirm",
+                    )
+                if quiet > confirm:
+                    raise DriverError(
+                        f"The printer took the whole file ({progress.total / _MB:.1f} MB) but did not "
+                        f"confirm it within {confirm:g} s"
+                    )
+            elif quiet > stall:
+                raise DriverError(
+                    f"Transfer stalled: no bytes accepted for {stall:g} s "
+                    f"({progress.sent / _MB:.1f} of {progress.total / _MB:.1f} MB sent)"
+                )
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task

@@ -2,6 +2,8 @@
 
 Uploads are written chunk by chunk into `<files>/incoming/` while hashed, then renamed to
 `<files>/<sha[:2]>/<sha>.<ext>`; the same content uploaded again reuses the stored file.
+The bytes are in place before their row commits, so a process killed at any point leaves no
+row without its bytes, only leftovers no row points at, which `clean()` removes.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import hashlib
 import io
 import logging
 import os
+import re
+import time
 import uuid
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from django.conf import settings
@@ -21,7 +25,7 @@ from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobs.metadata import GcodeMetadata, read_metadata
+from jobs.metadata import GcodeMetadata, image_size, read_metadata, thumbnail_size_ok
 from jobs.models import GcodeFile, Job
 
 logger = logging.getLogger(__name__)
@@ -83,6 +87,11 @@ class IncomingFile(UploadedFile):
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
+    def close(self) -> None:
+        # Django closes a request's files when its response is done: whatever no view stored
+        # (an error, a second file the OctoPrint endpoint ignores) goes then, not at the next clean.
+        self.discard()
+
 
 class GcodeUploadHandler(FileUploadHandler):
     """Streams every file part to disk while hashing it; refuses bad ones as they arrive.
@@ -130,6 +139,9 @@ class GcodeUploadHandler(FileUploadHandler):
     def file_complete(self, file_size: int) -> IncomingFile | None:
         if self._out is None or self._path is None:
             return None
+        # On disk before the row that points at it can commit (power loss, not just a kill).
+        self._out.flush()
+        os.fsync(self._out.fileno())
         self._out.close()
         self._out = None
         if self._size == 0:
@@ -182,12 +194,17 @@ def metadata_for(path: Path) -> GcodeMetadata:
 
 
 def store(incoming: IncomingFile, *, by: object = None) -> Stored:
-    """Move a received upload into the library (or reuse the same content), read its metadata."""
+    """Move a received upload into the library (or reuse the same content), read its metadata.
+
+    Order matters for crashes: metadata and thumbnail, then the bytes renamed into place and
+    synced, then the row. Killed before the commit, the process leaves files no row points at.
+    """
     existing = GcodeFile.objects.filter(sha256=incoming.sha256).first()
-    if existing is not None and existing.deleted_at is None:
+    if existing is not None and existing.deleted_at is None and stored_path(existing).exists():
         incoming.discard()
         return Stored(existing, created=False)
-    # New content, or content deleted earlier whose row history still points at: fill it in.
+    # New content, content deleted earlier whose row history still points at, or a row whose
+    # bytes went missing: fill it in.
     file = existing or GcodeFile(sha256=incoming.sha256)
     file.name, file.size, file.deleted_at, file.uploaded_at = (
         incoming.name,
@@ -198,15 +215,29 @@ def store(incoming: IncomingFile, *, by: object = None) -> Stored:
     file.uploaded_by = by if getattr(by, "pk", None) else None
     target = stored_path(file)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _fill_metadata(file, metadata_for(incoming.path))
     os.replace(incoming.path, target)
-    _fill_metadata(file, metadata_for(target))
+    _sync_dir(target.parent)
     try:
         with transaction.atomic():
             file.save()
     except IntegrityError:
         # Two uploads of the same content at once: the other one won; keep its row and bytes.
-        return Stored(GcodeFile.objects.get(sha256=incoming.sha256), created=False)
+        # Ours landed on the same path (same bytes), unless its name had another extension.
+        winner = GcodeFile.objects.get(sha256=incoming.sha256)
+        if stored_path(winner) != target:
+            target.unlink(missing_ok=True)
+        return Stored(winner, created=False)
     return Stored(file, created=True)
+
+
+def _sync_dir(path: Path) -> None:
+    """Make a rename in `path` survive a power cut, before a row that relies on it commits."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _fill_metadata(file: GcodeFile, meta: GcodeMetadata) -> None:
@@ -228,11 +259,18 @@ def _browser_image(data: bytes, fmt: str) -> tuple[bytes, str]:
     """Thumbnail bytes a browser can show: PNG/JPEG as they are, QOI converted to PNG."""
     if fmt in THUMBNAIL_TYPES:
         return data, THUMBNAIL_TYPES[fmt]
+    # Decoding allocates what the header claims; metadata checked it, and Pillow must agree.
+    size = image_size(fmt, data)
+    if size is None or not thumbnail_size_ok(*size):
+        return b"", ""
     try:
         from PIL import Image
 
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        if not thumbnail_size_ok(*image.size):
+            return b"", ""
         out = io.BytesIO()
-        Image.open(io.BytesIO(data)).save(out, format="PNG")
+        image.save(out, format="PNG")
         return out.getvalue(), "image/png"
     except Exception:
         return b"", ""
@@ -258,3 +296,103 @@ def delete(file: GcodeFile) -> None:
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+# -- cleaning up after crashes ----------------------------------------------------------------
+
+# Older than this, a temp file is no upload in progress: a part being received is written to
+# every few milliseconds, and a received one is stored within seconds of its request ending.
+LEFTOVER_AGE = 3600.0
+# More leftovers than this, and more than half the library, means a wrong database or an
+# unmounted files directory rather than crashes: that part of the cleanup is left undone.
+SUSPICIOUS_COUNT = 10
+_STORED = re.compile(r"[0-9a-f]{64}\..+")
+_PYTHON_TEMP = re.compile(r"tmp[a-z0-9_]{8}(\.upload.*)?")  # tempfile's names; Django's ".upload"
+
+
+@dataclass(slots=True)
+class Cleanup:
+    dry_run: bool
+    removed: list[Path] = field(default_factory=list)  # or, in a dry run, would be
+    records: list[str] = field(default_factory=list)  # rows whose bytes were missing, and what became of them
+    refused: list[str] = field(default_factory=list)  # parts left undone, and why
+
+    @property
+    def lines(self) -> list[str]:
+        verb = "would remove" if self.dry_run else "removed"
+        return [
+            *(f"{verb} {path}" for path in self.removed),
+            *self.records,
+            *self.refused,
+        ]
+
+
+def clean(*, dry_run: bool = False, min_age: float = LEFTOVER_AGE) -> Cleanup:
+    """Remove what killed uploads left: temp files, stored bytes and thumbnails no live row
+    points at (all older than `min_age` seconds); and settle live rows whose bytes are gone."""
+    result = Cleanup(dry_run=dry_run)
+    cutoff = time.time() - min_age
+    for path in _temp_files():
+        _remove_if_old(path, cutoff, result)
+    live = list(GcodeFile.objects.present().only("pk", "sha256", "name", "thumbnail_type").order_by("pk"))
+    keep = {f.stored_name for f in live} | {f.thumbnail_name for f in live if f.thumbnail_type}
+    stored = [p for p in files_dir().glob("??/*") if _STORED.fullmatch(p.name)]
+    orphans = [p for p in stored if str(p.relative_to(files_dir())) not in keep]
+    if _suspicious(len(orphans), len(stored)):
+        result.refused.append(
+            f"{len(orphans)} of {len(stored)} stored files have no record: left alone. "
+            "Is DATABASE_URL the library's database?"
+        )
+    else:
+        for path in orphans:
+            _remove_if_old(path, cutoff, result)
+    missing = [f for f in live if not stored_path(f).exists()]
+    if _suspicious(len(missing), len(live)):
+        result.refused.append(
+            f"{len(missing)} of {len(live)} files have no bytes on disk: records left alone. "
+            f"Is {files_dir()} mounted?"
+        )
+    else:
+        for file in missing:
+            _settle_missing(file, result)
+    return result
+
+
+def _temp_files() -> list[Path]:
+    paths = list((files_dir() / "incoming").glob("*.part"))
+    # Request bodies are unnamed files there; Django's own upload handler names its files.
+    if temp_dir := getattr(settings, "FILE_UPLOAD_TEMP_DIR", None):
+        paths += [p for p in Path(temp_dir).glob("tmp*") if _PYTHON_TEMP.fullmatch(p.name)]
+    return paths
+
+
+def _suspicious(count: int, total: int) -> bool:
+    return count > SUSPICIOUS_COUNT and count * 2 > total
+
+
+def _remove_if_old(path: Path, cutoff: float, result: Cleanup) -> None:
+    # Empty folders stay: removing one could race another process's mkdir-then-rename.
+    try:
+        if not path.is_file() or path.stat().st_mtime > cutoff:
+            return
+        if not result.dry_run:
+            path.unlink()
+    except FileNotFoundError:
+        return
+    result.removed.append(path)
+
+
+def _settle_missing(file: GcodeFile, result: Cleanup) -> None:
+    """A live row whose bytes are gone (removed by hand, a restored backup): the library stops
+    listing it, as if deleted (history keeps its name); a file that jobs wait for is only reported,
+    and those jobs fail at dispatch with the reason."""
+    label = f"{file.name} (#{file.pk})"
+    if result.dry_run:
+        result.records.append(f"would settle {label}: its bytes are missing")
+        return
+    try:
+        delete(file)
+    except FileInUse:
+        result.records.append(f"kept {label}: its bytes are missing and jobs wait for it")
+        return
+    result.records.append(f"removed the record of {label}: its bytes were missing")

@@ -26,19 +26,24 @@ class FarmASGIHandler(ASGIHandler):
 
     async def read_body(self, receive):
         # Django spools bodies past FILE_UPLOAD_MAX_MEMORY_SIZE to the system temp dir, which
-        # is RAM (tmpfs) on many small boards; a 2 GB upload belongs on the data disk.
+        # is RAM (tmpfs) on many small boards; a 2 GB upload belongs on the data disk. The spool
+        # is an unnamed file (O_TMPFILE, or unlinked at once), so a killed process leaves none of
+        # it behind; closing it is what frees its space.
         body_file = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - returned open, as Django does
             max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b", dir=settings.FILE_UPLOAD_TEMP_DIR
         )
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                body_file.close()
-                raise RequestAborted()
-            if "body" in message:
-                body_file.write(message["body"])
-            if not message.get("more_body", False):
-                break
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise RequestAborted()
+                if "body" in message:
+                    body_file.write(message["body"])
+                if not message.get("more_body", False):
+                    break
+        except BaseException:  # a disconnect, a full disk, a cancelled task: free the space now
+            body_file.close()
+            raise
         body_file.seek(0)
         return body_file
 

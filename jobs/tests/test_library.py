@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import io
 import os
 import struct
+import time
 import zlib
+from pathlib import Path
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from jobs import library
 from jobs.models import GcodeFile, Job
@@ -254,3 +259,197 @@ async def test_request_bodies_spool_into_the_data_directory(settings, tmp_path):
     assert body.read() == b"x" * 100
     assert body._rolled  # on disk, and on which disk: the (unnamed) file's directory
     assert os.readlink(f"/proc/self/fd/{body.fileno()}").startswith(str(tmp_path))
+
+
+# -- thumbnails that claim to be huge ------------------------------------------------------------
+
+
+def qoi_claiming(width: int, height: int) -> bytes:
+    return b"qoif" + struct.pack(">IIBB", width, height, 3, 0) + b"\xfe\xed\x6b\x21" + b"\x00" * 7 + b"\x01"
+
+
+def test_an_upload_whose_thumbnail_claims_13000_by_13000_pixels_is_stored_without_it(client):
+    text = base64.b64encode(qoi_claiming(13000, 13000)).decode()
+    block = f"; thumbnail_QOI begin 300x300 {len(text)}\n; {text}\n; thumbnail_QOI end\n"
+    response = upload(client, "bomb.gcode", block.encode() + gcode_bytes(seconds=3723), json=True)
+    assert response.status_code == 201
+    file = GcodeFile.objects.get()
+    assert (file.thumbnail_type, file.estimated_seconds) == ("", 3723)
+    assert not library.thumbnail_path(file).exists()
+
+
+def test_a_qoi_claiming_13000_by_13000_pixels_is_never_decoded(monkeypatch):
+    from PIL import ImageFile
+
+    decoded = []
+    load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda image: decoded.append(image.size) or load(image))
+    assert library._browser_image(qoi_claiming(13000, 13000), "qoi") == (b"", "")
+    assert decoded == []
+    small = qoi_claiming(1, 1)
+    assert library._browser_image(small, "qoi")[1] == "image/png"
+    assert set(decoded) == {(1, 1)}
+
+
+# -- nothing left behind ----------------------------------------------------------------------------
+
+HOUR = 3600
+
+
+def leftover(relative: str, *, age: float = 2 * HOUR, root: Path | None = None) -> Path:
+    path = (root or library.files_dir()) / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"left over")
+    return aged(path, age)
+
+
+def aged(path: Path, age: float = 2 * HOUR) -> Path:
+    then = time.time() - age
+    os.utime(path, (then, then))
+    return path
+
+
+def test_store_puts_the_bytes_in_place_before_the_row_commits(monkeypatch):
+    seen = []
+    save = GcodeFile.save
+
+    def watching_save(file, *args, **kwargs):
+        seen.append((library.stored_path(file).read_bytes(), library.thumbnail_path(file).exists()))
+        save(file, *args, **kwargs)
+
+    monkeypatch.setattr(GcodeFile, "save", watching_save)
+    file = make_file(thumbnail=(1, 2, 3))
+    assert seen == [(library.stored_path(file).read_bytes(), True)]
+    assert incoming_files() == []
+
+
+def test_parts_the_slicer_endpoint_ignores_are_removed_with_the_request():
+    from printfarm.accounts.models import Role
+    from printfarm.accounts.roles import set_role
+    from printfarm.accounts.tokens import token_create
+    from printfarm.api.auth import forget_tokens
+
+    user = UserFactory()
+    set_role(user, Role.OPERATOR)
+    slicer = Client(HTTP_X_API_KEY=token_create(user, "slicer").secret)
+    # OctoPrint's upload takes one file: the second part is received, then never stored.
+    files = [
+        SimpleUploadedFile("a.gcode", gcode_bytes()),
+        SimpleUploadedFile("b.gcode", gcode_bytes(seconds=9)),
+    ]
+    forget_tokens()
+    try:
+        assert slicer.post("/api/files/local", {"file": files}).status_code == 201
+    finally:
+        forget_tokens()
+    assert GcodeFile.objects.count() == 1
+    assert incoming_files() == []
+
+
+def test_an_upload_whose_storing_fails_leaves_no_part_file(client, monkeypatch):
+    def failing(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(library, "_fill_metadata", failing)
+    with pytest.raises(OSError):
+        upload(client, "a.gcode", gcode_bytes())
+    assert not any(p.is_file() for p in library.files_dir().rglob("*"))
+    assert not GcodeFile.objects.exists()
+
+
+def test_clean_removes_old_leftovers_and_keeps_what_is_live_or_fresh(settings, tmp_path):
+    settings.FILE_UPLOAD_TEMP_DIR = tmp_path / "tmp"
+    live = make_file(thumbnail=(1, 2, 3))
+    aged(library.stored_path(live))
+    aged(library.thumbnail_path(live))
+    history = make_file()
+    Job.objects.create(file=history, state=Job.State.COMPLETED)
+    GcodeFile.objects.filter(pk=history.pk).update(deleted_at=timezone.now())  # killed before the unlink
+    aged(library.stored_path(history))
+    sha = "ab" * 32
+    gone = [
+        leftover("incoming/0123.part"),
+        leftover(f"ab/{sha}.gcode"),  # killed between the rename and the commit
+        leftover(f"ab/{sha}.thumb"),
+        library.stored_path(history),
+        leftover("tmpab_c1234.upload.gcode", root=settings.FILE_UPLOAD_TEMP_DIR),  # Django's handler
+    ]
+    kept = [
+        leftover("incoming/4567.part", age=60),  # may be another worker's upload in progress
+        leftover(f"cd/{'cd' * 32}.gcode", age=60),  # may be committing right now
+        leftover("notes.txt", root=settings.FILE_UPLOAD_TEMP_DIR),
+        library.stored_path(live),
+        library.thumbnail_path(live),
+    ]
+    result = library.clean()
+    assert sorted(result.removed) == sorted(gone)
+    assert not any(p.exists() for p in gone)
+    assert all(p.exists() for p in kept)
+    assert (result.records, result.refused) == ([], [])
+    assert GcodeFile.objects.count() == 2
+
+
+def test_records_whose_bytes_are_missing_are_settled():
+    alone, finished, waited_for, fine = (
+        make_file("a.gcode"),
+        make_file("b.gcode"),
+        make_file("c.gcode"),
+        make_file(),
+    )
+    Job.objects.create(file=finished, state=Job.State.FAILED)
+    Job.objects.create(file=waited_for)
+    for file in (alone, finished, waited_for):
+        library.stored_path(file).unlink()
+    result = library.clean()
+    assert result.records == [
+        f"removed the record of a.gcode (#{alone.pk}): its bytes were missing",
+        f"removed the record of b.gcode (#{finished.pk}): its bytes were missing",
+        f"kept c.gcode (#{waited_for.pk}): its bytes are missing and jobs wait for it",
+    ]
+    assert not GcodeFile.objects.filter(pk=alone.pk).exists()
+    assert GcodeFile.objects.get(pk=finished.pk).deleted_at is not None  # history keeps its name
+    assert GcodeFile.objects.present().filter(pk__in=[waited_for.pk, fine.pk]).count() == 2
+
+
+def test_a_library_that_disagrees_with_its_database_wholesale_is_left_alone():
+    orphans = [leftover(f"{n:02x}/{f'{n:02x}' * 32}.gcode") for n in range(11)]
+    result = library.clean()
+    assert result.removed == []
+    assert result.refused == [
+        "11 of 11 stored files have no record: left alone. Is DATABASE_URL the library's database?"
+    ]
+    assert all(p.exists() for p in orphans)
+    for path in orphans:
+        path.unlink()
+    files = [make_file() for _ in range(11)]
+    for file in files:
+        library.stored_path(file).unlink()
+    result = library.clean()
+    assert result.refused[0].startswith("11 of 11 files have no bytes on disk: records left alone.")
+    assert GcodeFile.objects.present().count() == 11
+
+
+def test_reuploading_content_whose_bytes_went_missing_restores_them(client):
+    data = gcode_bytes()
+    upload(client, "a.gcode", data)
+    file = GcodeFile.objects.get()
+    library.stored_path(file).unlink()
+    response = upload(client, "a.gcode", data, json=True)
+    assert response.json()["stored"][0]["created"] is True
+    assert library.stored_path(file).read_bytes() == data
+    assert GcodeFile.objects.count() == 1
+
+
+def test_clean_files_reports_what_it_removed_and_a_dry_run_removes_nothing():
+    part = leftover("incoming/0123.part")
+    out = io.StringIO()
+    call_command("clean_files", "--dry-run", stdout=out)
+    assert out.getvalue() == f"would remove {part}\n"
+    assert part.exists()
+    out = io.StringIO()
+    call_command("clean_files", stdout=out)
+    assert out.getvalue() == f"removed {part}\n"
+    assert not part.exists()
+    out = io.StringIO()
+    call_command("clean_files", stdout=out)
+    assert out.getvalue() == "clean_files: nothing to clean.\n"

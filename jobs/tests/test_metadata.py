@@ -365,6 +365,15 @@ def test_bgcode_block_with_bad_checksum_is_skipped(tmp_path: Path) -> None:
     assert metadata.first_layer_hotend == 240
 
 
+def test_bgcode_thumbnail_claiming_13000_by_13000_pixels_is_dropped(tmp_path: Path) -> None:
+    blocks = bgcode_blocks()
+    blocks.insert(-1, bgcode_block(5, struct.pack("<HHH", 2, 300, 300), qoi_claiming(13000, 13000)))
+    data = b"GCDE" + struct.pack("<IH", 1, 1) + b"".join(blocks)
+    metadata = read_metadata(write(tmp_path, data, "part.bgcode"))
+    assert [(t.width, t.format) for t in metadata.thumbnails] == [(16, "png"), (313, "qoi")]
+    assert metadata.estimated_seconds == 3723
+
+
 def test_truncated_bgcode_keeps_the_whole_blocks_and_never_raises(tmp_path: Path) -> None:
     data = bgcode()
     for end in range(len(data)):
@@ -444,6 +453,59 @@ def test_block_whose_image_does_not_match_its_format_is_skipped(tmp_path: Path) 
         + thumbnail_block(qoi(16, 16), 16, 16, tag="thumbnail_QOI")
     )
     assert [t.format for t in read_metadata(write(tmp_path, text)).thumbnails] == ["qoi"]
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose (checksummed) header claims `width` x `height` pixels."""
+    image = bytearray(png(1, 1))
+    image[16:24] = struct.pack(">II", width, height)
+    image[29:33] = struct.pack(">I", zlib.crc32(bytes(image[12:29])))
+    return bytes(image)
+
+
+def qoi_claiming(width: int, height: int) -> bytes:
+    return b"qoif" + struct.pack(">IIBB", width, height, 3, 0) + b"\xfe\xed\x6b\x21" + b"\x00" * 7 + b"\x01"
+
+
+def jpeg_claiming(width: int, height: int) -> bytes:
+    """SOI, a JFIF segment, then a baseline frame header claiming `width` x `height`."""
+    jfif = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    frame = b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, height, width, 1) + b"\x01\x11\x00"
+    return b"\xff\xd8" + jfif + frame + b"\xff\xd9"
+
+
+BOMBS = {
+    "thumbnail": png_claiming(13000, 13000),
+    "thumbnail_QOI": qoi_claiming(13000, 13000),
+    "thumbnail_JPG": jpeg_claiming(13000, 13000),
+}
+
+
+@pytest.mark.parametrize("tag", BOMBS)
+@pytest.mark.parametrize("declared", [(300, 300), (13000, 13000)])
+def test_thumbnail_claiming_13000_by_13000_pixels_is_dropped_the_rest_kept(
+    tmp_path: Path, tag: str, declared: tuple[int, int]
+) -> None:
+    text = (
+        PRUSA_HEAD
+        + thumbnail_block(png(16, 16), 16, 16)
+        + thumbnail_block(BOMBS[tag], *declared, tag=tag)
+        + "G28\n"
+        + PRUSA_TAIL
+    )
+    metadata = read_metadata(write(tmp_path, text))
+    assert [(t.width, t.format) for t in metadata.thumbnails] == [(16, "png")]
+    assert (metadata.estimated_seconds, metadata.filament_type) == (3723, "PLA")
+
+
+def test_thumbnail_size_comes_from_each_formats_own_header() -> None:
+    text = (
+        thumbnail_block(png_claiming(4096, 4096), 16, 16)
+        + thumbnail_block(qoi_claiming(4096, 4096), 16, 16, tag="thumbnail_QOI")
+        + thumbnail_block(jpeg_claiming(4096, 4097), 16, 16, tag="thumbnail_JPG")
+        + thumbnail_block(b"\xff\xd8\xff\xd9", 16, 16, tag="thumbnail_JPG")  # no frame header
+    )
+    assert [t.format for t in parse_text(text.encode(), b"").thumbnails] == ["png", "qoi"]
 
 
 @pytest.mark.parametrize(

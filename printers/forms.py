@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
+import unicodedata
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.core.validators import URLValidator
@@ -30,8 +34,61 @@ PRINTER_FIELDS = (
 )
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Cloud instance metadata services (they hand out credentials to whoever asks from inside):
+# 169.254.169.254 (AWS, GCP, Azure, OpenStack; link-local anyway), AWS over IPv6, Alibaba.
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(a) for a in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200")
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# What IDNA reads as a dot; NFKC turns full-width digits into ASCII ones.
+_DOTS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+_INET_ATON = re.compile(r"[0-9a-fA-FxX.]+")
+
+
+def literal_ip(host: str) -> IPAddress | None:
+    """The IP address a host name is literally, however written; None for a name (no DNS lookup)."""
+    name = unicodedata.normalize("NFKC", host).translate(_DOTS).strip("[]").rstrip(".")
+    try:
+        return ipaddress.ip_address(name.split("%", 1)[0])  # without an IPv6 zone (%eth0)
+    except ValueError:
+        pass
+    if _INET_ATON.fullmatch(name):
+        try:
+            # The forms resolvers accept too: 2852039166, 0xA9FEA9FE, 0251.0376.0251.0376, 169.254.43518.
+            return ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return None
+    return None
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def is_refused_address(ip: IPAddress) -> bool:
+    """Link-local (169.254.0.0/16, fe80::/10) or a metadata service: never a printer."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None and is_refused_address(embedded):
+            return True
+    return ip.is_link_local or ip in METADATA_ADDRESSES
+
+
 class AddressField(forms.URLField):
-    """A printer's base URL: http or https only, scheme optional ("octopi.local" -> http://)."""
+    """A printer's base URL: http or https only, scheme optional ("octopi.local" -> http://).
+
+    Refused, so that "Test connection" and the poller never send a request there: user names
+    and passwords (the API key field is for secrets; an address is shown to every role), a
+    port outside 1-65535, link-local and cloud metadata addresses.
+    """
 
     default_validators = [URLValidator(schemes=["http", "https"])]
 
@@ -40,9 +97,38 @@ class AddressField(forms.URLField):
         kwargs.setdefault("max_length", 300)
         super().__init__(**kwargs)
 
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        # Before the URL validator, which calls some of these merely "not a valid URL".
+        if "\\" in value:
+            # Browsers and some HTTP clients read it as "/": the host would not be the one checked.
+            raise forms.ValidationError("Use / in an address, not \\.", code="backslash")
+        authority = re.split(r"[/?#]", value.partition("://")[2] or value, maxsplit=1)[0]
+        if "@" in authority:
+            raise forms.ValidationError(
+                "Leave the user name and password out of the address: put the printer's key "
+                "in the API key field.",
+                code="credentials",
+            )
+
     def clean(self, value: Any) -> str:
         url = super().clean(value)
-        return url.rstrip("/") if url else url
+        if not url:
+            return url
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port is not None and not 1 <= port <= 65535:
+            raise forms.ValidationError("The port must be between 1 and 65535.", code="port")
+        ip = literal_ip(parts.hostname or "")
+        if ip is not None and is_refused_address(ip):
+            raise forms.ValidationError(
+                "That is a link-local or cloud metadata address (169.254.x.x, fe80::…), not a printer.",
+                code="refused_address",
+            )
+        return url.rstrip("/")
 
 
 def api_key_field() -> forms.CharField:

@@ -26,6 +26,7 @@ from django_htmx.middleware import HtmxDetails
 
 from printers.cards import render_grid_cards
 from printers.commands import COMMANDS, Outcome, command_send, connection_probe
+from printers.drivers.base import address_shown
 from printers.forms import ConnectionTestForm, PrinterForm
 from printers.models import Printer, Tag
 from printers.presenters import DashboardFilters, card_for, cards_for, state_counts, temperature_chart
@@ -96,6 +97,7 @@ def printer_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     samples = list(printer.temperature_samples.filter(at__gte=now - CHART_SPAN).order_by("at"))
     context = {
         "printer": printer,
+        "address": address_shown(printer.base_url),
         "card": card_for(printer, now=now),
         "chart": temperature_chart(samples, now=now, span=CHART_SPAN),
         "events": printer.events.all()[:EVENTS_SHOWN],

@@ -34,8 +34,9 @@ class UserCreateForm(forms.Form):
     )
 
     def clean_username(self) -> str:
-        username = self.cleaned_data["username"]
         model = get_user_model()
+        # As create_user will store it (NFKC: "ºo" is "oo"), so the check below sees that row.
+        username = model.normalize_username(self.cleaned_data["username"])
         model.username_validator(username)
         if model.objects.filter(username__iexact=username).exists():
             raise ValidationError("A user with that username already exists.")

@@ -27,7 +27,7 @@ def file_out(file: GcodeFile) -> dict:
 
 
 class FileQuery(schemas.Schema):
-    q: str = Field("", max_length=100, description="part of the name")
+    q: str = Field("", max_length=100, pattern=r"^[^\x00]*$", description="part of the name")
     sort: str = Field("new", pattern="^(new|name|size|time)$")
     limit: int = Field(50, ge=1, le=500)
     offset: int = Field(0, ge=0, le=1_000_000_000)

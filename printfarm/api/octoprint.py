@@ -9,17 +9,20 @@ for any printer that fits.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 
 from jobs import library, services
 from printfarm.accounts.audit import audit_record
 from printfarm.accounts.models import ApiToken, Role
 from printfarm.accounts.roles import RANK
 from printfarm.api.auth import Actor, aactor_for_token
+from printfarm.api.failures import failure_for
 
 VERSION = {"api": "0.1", "server": "1.10.0", "text": "OctoPrint 1.10.0 (printfarm)"}
 TRUE = {"true", "1", "yes", "on"}
@@ -37,25 +40,49 @@ async def _actor(request: HttpRequest) -> Actor | None:
     return await aactor_for_token(key.strip(), via="slicer") if key else None
 
 
+def _slicer_endpoint(method: str) -> Callable:
+    """Answers `method` only, and always in JSON: slicers show an HTML error page as gibberish."""
+
+    def decorate(view: Callable[[HttpRequest], Awaitable[JsonResponse]]) -> Callable:
+        @functools.wraps(view)
+        async def endpoint(request: HttpRequest) -> JsonResponse:
+            if request.method != method:
+                response = _error(405, f"Use {method} here.")
+                response["Allow"] = method
+                return response
+            try:
+                return await view(request)
+            except Exception as exc:  # the edge: a busy database, an unreadable body, a bug
+                failure = failure_for(request, exc)
+                response = _error(failure.status, failure.detail)
+                for name, value in failure.headers.items():
+                    response[name] = value
+                return response
+
+        return endpoint
+
+    return decorate
+
+
 def _unauthorized() -> JsonResponse:
     return _error(401, "Send a printfarm API token as X-Api-Key (create one on the API tokens page).")
 
 
-@require_GET
+@_slicer_endpoint("GET")
 async def version(request: HttpRequest) -> JsonResponse:
     if await _actor(request) is None:
         return _unauthorized()
     return JsonResponse(VERSION)
 
 
-@require_GET
+@_slicer_endpoint("GET")
 async def server(request: HttpRequest) -> JsonResponse:
     if await _actor(request) is None:
         return _unauthorized()
     return JsonResponse({"version": VERSION["server"], "safemode": None})
 
 
-@require_GET
+@_slicer_endpoint("GET")
 async def settings(request: HttpRequest) -> JsonResponse:
     # Cura reads webcam and feature settings here; the farm has none to offer.
     if await _actor(request) is None:
@@ -63,7 +90,7 @@ async def settings(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"feature": {"sdSupport": False}, "webcam": {"webcamEnabled": False}})
 
 
-@require_GET
+@_slicer_endpoint("GET")
 async def printer_profiles(request: HttpRequest) -> JsonResponse:
     if await _actor(request) is None:
         return _unauthorized()
@@ -78,7 +105,7 @@ async def printer_profiles(request: HttpRequest) -> JsonResponse:
 
 
 @csrf_exempt  # authenticated by the token header, never by a cookie
-@require_POST
+@_slicer_endpoint("POST")
 async def files_local(request: HttpRequest) -> JsonResponse:
     actor = await _actor(request)
     if actor is None:

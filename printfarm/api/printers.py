@@ -71,16 +71,12 @@ def _fresh(printer_id: int) -> dict:
     return printer_dict(printer)
 
 
-def _form_errors(form) -> dict[str, list[str]]:
-    return {name: [str(e) for e in errors] for name, errors in form.errors.items()}
-
-
 def _validated(data: dict, printer: Printer | None = None) -> PrinterForm:
     from printfarm.api.api import FieldErrors
 
     form = PrinterForm(data, instance=printer)
     if not form.is_valid():
-        raise FieldErrors(_form_errors(form))
+        raise FieldErrors.from_form(form)
     return form
 
 
@@ -106,7 +102,7 @@ def _form_data(printer: Printer | None, values: dict) -> dict:
 @router.post("/printers", response={201: schemas.PrinterOut, **ERRORS}, summary="Add a printer (admin)")
 def printer_add(request: HttpRequest, body: schemas.PrinterIn):
     actor = need(request, Role.ADMIN)
-    form = _validated(_form_data(None, body.dict()))
+    form = _validated(_form_data(None, body.model_dump()))
     printer = printer_create(fields=form.printer_fields(), tags=form.cleaned_data["tags"], by=actor.username)
     audit_record(actor.user, "printer.add", target=printer, via=actor.via)
     snapshot.invalidate()
@@ -121,7 +117,11 @@ def printer_change(request: HttpRequest, printer_id: int, body: schemas.PrinterP
     printer = Printer.objects.filter(pk=printer_id).first()
     if printer is None:
         raise Http404(f"No printer {printer_id}.")
-    values = body.dict(exclude_unset=True)
+    values = body.model_dump(exclude_unset=True)
+    # null clears: PrinterPatch allows it only for these (the rest are present and not null).
+    for name, empty in (("tags", []), ("location", ""), ("material", ""), ("api_key", "")):
+        if name in values and values[name] is None:
+            values[name] = empty
     key = values.pop("api_key", None)
     data = _form_data(printer, values)
     if key is not None:

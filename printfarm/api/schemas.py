@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from ninja import Schema
-from pydantic import Field, StrictBool, StrictInt
+from pydantic import BaseModel, Field, StrictBool, StrictInt, model_validator
+from pydantic_core import PydanticCustomError
 
 
 class Error(Schema):
@@ -19,7 +20,35 @@ class Error(Schema):
 
 
 # The error responses every operation documents.
-ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 409: Error, 422: Error}
+ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 409: Error, 422: Error, 500: Error, 503: Error}
+
+
+class Body(BaseModel):
+    """A request body: a JSON object. An array, a string or null is a 422, not an empty change.
+
+    A plain pydantic model: ninja's Schema reads its input through attribute access (for ORM
+    objects), so `[]` or `"x"` would pass as an object with every field absent.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _an_object(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            raise PydanticCustomError("object_expected", "The body must be a JSON object.")
+        return value
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def unchanged_if_absent(**constraints: Any) -> Any:
+    """A PATCH field that may be left out (it keeps its value) but not sent as null (422).
+
+    The None default only marks "absent" (the views read `exclude_unset`); it is no value
+    a client may send, so the schema shows no default.
+    """
+    return Field(None, json_schema_extra=_no_default, **constraints)
 
 
 class PrinterStatusOut(Schema):
@@ -60,7 +89,7 @@ class PrinterPage(Schema):
     items: list[PrinterOut]
 
 
-class PrinterIn(Schema):
+class PrinterIn(Body):
     name: str = Field(min_length=1, max_length=80)
     protocol: Literal["moonraker", "octoprint"]
     base_url: str = Field(min_length=1, max_length=200, examples=["http://192.168.1.50:7125"])
@@ -76,20 +105,23 @@ class PrinterIn(Schema):
     auto_clear: StrictBool = False
 
 
-class PrinterPatch(Schema):
-    name: str | None = Field(None, max_length=80)
-    protocol: Literal["moonraker", "octoprint"] | None = None
-    base_url: str | None = Field(None, max_length=200)
-    api_key: str | None = Field(None, max_length=200, description='write-only; "" removes it')
-    enabled: StrictBool | None = None
-    tags: list[str] | None = None
-    location: str | None = None
-    nozzle_diameter: Decimal | None = None
-    build_x: StrictInt | None = None
-    build_y: StrictInt | None = None
-    build_z: StrictInt | None = None
-    material: str | None = None
-    auto_clear: StrictBool | None = None
+class PrinterPatch(Body):
+    """Send only what changes: a field left out keeps its value. null clears the fields that
+    may be empty (tags, location, material, api_key); for the others it is refused (422)."""
+
+    name: str = unchanged_if_absent(max_length=80)
+    protocol: Literal["moonraker", "octoprint"] = unchanged_if_absent()
+    base_url: str = unchanged_if_absent(max_length=200)
+    api_key: str | None = Field(None, max_length=200, description='write-only; "" or null removes it')
+    enabled: StrictBool = unchanged_if_absent()
+    tags: list[str] | None = Field(None, description="replaces all the tags; [] or null removes them")
+    location: str | None = Field(None, description='"" or null clears it')
+    nozzle_diameter: Decimal = unchanged_if_absent()
+    build_x: StrictInt = unchanged_if_absent()
+    build_y: StrictInt = unchanged_if_absent()
+    build_z: StrictInt = unchanged_if_absent()
+    material: str | None = Field(None, description='the loaded material; "" or null clears it')
+    auto_clear: StrictBool = unchanged_if_absent()
 
 
 class StateCount(Schema):
@@ -192,7 +224,7 @@ class JobPage(Schema):
     items: list[JobOut]
 
 
-class JobIn(Schema):
+class JobIn(Body):
     file_id: StrictInt
     quantity: StrictInt = Field(1, ge=1, le=500)
     priority: StrictInt = Field(0, ge=-100, le=100)
@@ -207,7 +239,7 @@ class JobsCreated(Schema):
     items: list[JobOut]
 
 
-class ReorderIn(Schema):
+class ReorderIn(Body):
     order: list[StrictInt] = Field(description="waiting job ids, first runs first")
 
 
@@ -225,14 +257,16 @@ class UserPage(Schema):
     items: list[UserOut]
 
 
-class UserIn(Schema):
+class UserIn(Body):
     username: str = Field(min_length=1, max_length=150)
     email: str = ""
     role: Literal["viewer", "operator", "admin"] = "viewer"
     password: str = Field(min_length=1, max_length=128)
 
 
-class UserPatch(Schema):
-    role: Literal["viewer", "operator", "admin"] | None = None
-    is_active: StrictBool | None = None
-    email: str | None = None
+class UserPatch(Body):
+    """Send only what changes: a field left out keeps its value; null clears the email only."""
+
+    role: Literal["viewer", "operator", "admin"] = unchanged_if_absent()
+    is_active: StrictBool = unchanged_if_absent()
+    email: str | None = Field(None, description='"" or null clears it')

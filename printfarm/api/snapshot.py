@@ -17,6 +17,7 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.db.models import Count, Max
 
+from printers.drivers.base import address_shown
 from printers.models import Printer, PrinterStatusRow
 from printers.presenters import card_state
 from printers.state import State
@@ -36,7 +37,7 @@ def printer_dict(p: Printer) -> dict:
         "id": p.pk,
         "name": p.name,
         "protocol": p.protocol,
-        "base_url": p.base_url,
+        "base_url": address_shown(p.base_url),  # an old row may hold a user name and password
         "enabled": p.enabled,
         "tags": sorted(t.name for t in p.tags.all()),
         "location": p.location,

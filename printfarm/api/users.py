@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
 from django.http import Http404, HttpRequest
 from ninja import Query, Router, Status
 from pydantic import Field
 
 from printfarm.accounts import roles
 from printfarm.accounts.audit import audit_record
+from printfarm.accounts.forms import UserCreateForm
 from printfarm.accounts.models import Role
 from printfarm.accounts.roles import role_of
 from printfarm.api import schemas
@@ -56,16 +57,16 @@ def user_create(request: HttpRequest, body: schemas.UserIn):
     from printfarm.api.api import FieldErrors
 
     actor = need(request, Role.ADMIN)
-    if User.objects.filter(username__iexact=body.username).exists():
-        raise FieldErrors({"username": ["A user with that username already exists."]})
-    candidate = User(username=body.username, email=body.email)
+    form = UserCreateForm(body.model_dump())  # the web's rules for names, emails and passwords
+    if not form.is_valid():
+        raise FieldErrors.from_form(form)
+    data = form.cleaned_data
     try:
-        validate_password(body.password, candidate)
-    except DjangoValidationError as exc:
-        raise FieldErrors({"password": list(exc.messages)}) from None
-    user = roles.user_create(
-        username=body.username, email=body.email, password=body.password, role=Role(body.role)
-    )
+        user = roles.user_create(
+            username=data["username"], email=data["email"], password=data["password"], role=Role(data["role"])
+        )
+    except IntegrityError:  # created by another request since the form looked
+        raise FieldErrors({"username": ["A user with that username already exists."]}) from None
     audit_record(actor.user, "user.create", target=user, detail=f"role {body.role}", via=actor.via)
     return Status(201, user_out(User.objects.get(pk=user.pk)))
 
@@ -76,10 +77,18 @@ def user_create(request: HttpRequest, body: schemas.UserIn):
 def user_change(request: HttpRequest, user_id: int, body: schemas.UserPatch):
     from ninja.errors import HttpError
 
+    from printfarm.api.api import FieldErrors
+
     actor = need(request, Role.ADMIN)
     user = User.objects.filter(pk=user_id).first()
     if user is None:
         raise Http404(f"No user {user_id}.")
+    email = None
+    if "email" in body.model_fields_set:  # checked first: a refused email changes nothing
+        try:
+            email = UserCreateForm.base_fields["email"].clean(body.email or "")  # null clears it
+        except DjangoValidationError as exc:
+            raise FieldErrors({"email": list(exc.messages)}) from None
     changes = []
     try:
         if body.role is not None:
@@ -90,8 +99,8 @@ def user_change(request: HttpRequest, user_id: int, body: schemas.UserPatch):
             changes.append("enabled" if body.is_active else "disabled")
     except roles.UserChangeRefused as exc:
         raise HttpError(409, str(exc)) from None
-    if body.email is not None:
-        user.email = body.email
+    if email is not None:
+        user.email = email
         user.save(update_fields=["email"])
     forget_tokens()  # a role or access change applies to this process's cached tokens at once
     audit_record(actor.user, "user.change", target=user, detail=", ".join(changes), via=actor.via)

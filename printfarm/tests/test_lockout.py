@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
 
+import httpx
 import pytest
+import uvicorn
 from asgiref.sync import async_to_sync
 from axes.models import AccessAttempt
 from django.test import AsyncClient, Client
 from django.urls import reverse
 from django.utils import timezone
 
+from printers.management.commands.serve import uvicorn_options
 from printers.tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -119,3 +128,72 @@ def test_force_login_is_untouched_and_login_needs_the_request():
     assert client.login(request=RequestFactory().get("/"), username=user.username, password=PASSWORD)
     client.force_login(user)
     assert logged_in(client)
+
+
+# -- the client address, through the web server as deployed ----------------------------------------
+
+
+@contextlib.contextmanager
+def web_server() -> Iterator[str]:
+    """uvicorn as `manage.py serve` runs it, in a thread, on a loopback port of its own."""
+    config = uvicorn.Config("printfarm.asgi:application", **{**uvicorn_options(), "log_level": "warning"})
+    server = uvicorn.Server(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def browser_log_in(http: httpx.Client, username: str, password: str, forwarded_for: str) -> httpx.Response:
+    if "csrftoken" not in http.cookies:
+        http.get("/login/")
+    return http.post(
+        "/login/",
+        data={"username": username, "password": password, "csrfmiddlewaretoken": http.cookies["csrftoken"]},
+        headers={"X-Forwarded-For": forwarded_for},
+    )
+
+
+# Addresses from the documentation ranges (RFC 5737): header text only, nothing connects to them.
+@pytest.mark.django_db(transaction=True)
+def test_rotating_x_forwarded_for_without_a_proxy_still_locks_out(settings):
+    settings.PRINTFARM_BEHIND_PROXY = False
+    user = UserFactory()
+    with web_server() as url, httpx.Client(base_url=url) as http:
+        statuses = [
+            browser_log_in(http, user.username, "wrong", forwarded_for=f"198.51.100.{i}").status_code
+            for i in range(LIMIT)
+        ]
+        locked = browser_log_in(http, user.username, PASSWORD, forwarded_for="198.51.100.99")
+    assert statuses == [200] * (LIMIT - 1) + [429]
+    assert locked.status_code == 429
+    assert "Too many failed logins" in locked.text
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"127.0.0.1"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_behind_a_proxy_the_address_it_appended_is_locked_out(settings):
+    settings.PRINTFARM_BEHIND_PROXY = True
+    user = UserFactory()
+    with web_server() as url, httpx.Client(base_url=url) as http:
+        # What the client sent first, then the address the proxy appended (nginx's
+        # $proxy_add_x_forwarded_for): only the right-most one is believed.
+        forwarded = [f"198.51.100.{i}, 203.0.113.5" for i in range(LIMIT)]
+        statuses = [browser_log_in(http, user.username, "wrong", xff).status_code for xff in forwarded]
+        assert statuses == [200] * (LIMIT - 1) + [429]
+        locked = browser_log_in(http, user.username, PASSWORD, forwarded_for="198.51.100.99, 203.0.113.5")
+        assert locked.status_code == 429
+        assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"203.0.113.5"}
+        elsewhere = browser_log_in(http, user.username, PASSWORD, forwarded_for="203.0.113.6")
+    assert elsewhere.status_code == 302  # another client behind the same proxy gets in
+    assert re.search(r"/$|/printers", elsewhere.headers["Location"])

@@ -1,9 +1,38 @@
-"""Each test gets its own files directory, so what one stores another doesn't see."""
+"""Per-test files dir and fresh caches; clients holding a token for each role."""
 
 import pytest
+
+from printfarm.accounts.models import Role
+from printfarm.api.auth import forget_tokens
+from printfarm.api.snapshot import snapshot
+from printfarm.api.tests.clients import api_client
 
 
 @pytest.fixture(autouse=True)
 def files_dir(settings, tmp_path):
     settings.PRINTFARM_FILES_DIR = tmp_path / "files"
     return settings.PRINTFARM_FILES_DIR
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    forget_tokens()
+    snapshot.invalidate()
+    yield
+    forget_tokens()
+    snapshot.invalidate()
+
+
+@pytest.fixture
+def viewer(db):
+    return api_client(Role.VIEWER)[0]
+
+
+@pytest.fixture
+def operator(db):
+    return api_client(Role.OPERATOR)[0]
+
+
+@pytest.fixture
+def admin(db):
+    return api_client(Role.ADMIN)[0]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -19,56 +17,11 @@ from printfarm.accounts.roles import set_role
 from printfarm.accounts.tokens import token_create, token_revoke
 from printfarm.api.auth import forget_tokens
 from printfarm.api.snapshot import snapshot
+from printfarm.api.tests.clients import api_client, assert_error, patch, post
 
 pytestmark = pytest.mark.django_db
 
 SECRET_KEY_TEXT = "sekrit-printer-key-4242"
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    forget_tokens()
-    snapshot.invalidate()
-    yield
-    forget_tokens()
-    snapshot.invalidate()
-
-
-def api_client(role: Role) -> tuple[Client, object]:
-    user = UserFactory()
-    set_role(user, role)
-    secret = token_create(user, f"{role.value} token").secret
-    return Client(HTTP_AUTHORIZATION=f"Bearer {secret}"), user
-
-
-@pytest.fixture
-def viewer():
-    return api_client(Role.VIEWER)[0]
-
-
-@pytest.fixture
-def operator():
-    return api_client(Role.OPERATOR)[0]
-
-
-@pytest.fixture
-def admin():
-    return api_client(Role.ADMIN)[0]
-
-
-def post(client: Client, url: str, data: dict | None = None):
-    return client.post(url, json.dumps(data or {}), content_type="application/json")
-
-
-def patch(client: Client, url: str, data: dict):
-    return client.patch(url, json.dumps(data), content_type="application/json")
-
-
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert body["code"] == code and body["detail"]
-    return body
 
 
 # -- auth ---------------------------------------------------------------------------------------
@@ -94,7 +47,7 @@ def test_tokens_are_stored_hashed():
     new = token_create(user, "script")
     stored = ApiToken.objects.get(pk=new.token.pk)
     assert new.secret not in (stored.prefix, stored.digest, stored.name)
-    assert new.secret.split("_")[2] not in stored.digest
+    assert new.secret.split("_", 2)[2] not in stored.digest
 
 
 def test_session_auth_works_and_needs_csrf_for_writes():
@@ -203,6 +156,29 @@ def test_printer_validation_errors_name_the_fields(admin):
     assert {"name", "base_url"} <= set(fields)
     response = post(admin, "/api/v1/printers", {"name": "x", "protocol": "klipper", "base_url": "http://x"})
     assert "protocol" in assert_error(response, 422, "invalid")["fields"]
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["http://user:pw@127.0.0.1:7125", "http://127.0.0.1:99999", "http://169.254.169.254", "http://[fe80::1]"],
+)
+def test_printer_addresses_follow_the_forms_rules(admin, address):
+    p = PrinterFactory()
+    created = post(admin, "/api/v1/printers", {"name": "n", "protocol": "moonraker", "base_url": address})
+    assert "base_url" in assert_error(created, 422, "invalid")["fields"]
+    changed = patch(admin, f"/api/v1/printers/{p.pk}", {"base_url": address})
+    assert "base_url" in assert_error(changed, 422, "invalid")["fields"]
+    assert Printer.objects.get(pk=p.pk).base_url == p.base_url
+
+
+def test_a_stored_address_is_sent_without_its_credentials(viewer):
+    p = set_status(PrinterFactory(), State.IDLE)
+    Printer.objects.filter(pk=p.pk).update(base_url="http://olduser:oldpass@127.0.0.1:7125")
+    snapshot.invalidate()
+    for url in ("/api/v1/printers", f"/api/v1/printers/{p.pk}"):
+        text = viewer.get(url).content.decode()
+        assert "http://127.0.0.1:7125" in text
+        assert "oldpass" not in text and "olduser" not in text
 
 
 def test_commands_reach_the_printer_or_say_why_not(operator):

@@ -6,8 +6,8 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
-from django.db import transaction
-from django.db.models import F, Max
+from django.db import connection, transaction
+from django.db.models import F, Max, Min
 from django.utils import timezone
 
 from jobs.models import GcodeFile, Job, JobEvent
@@ -87,9 +87,36 @@ def job_transition(job: Job, to: str, *, by: object = None, reason: str = "", **
 # -- the queue --------------------------------------------------------------------------------
 
 
+# Key of the PostgreSQL advisory lock held by every writer of queue order (any constant
+# that nothing else in the database uses).
+QUEUE_LOCK_KEY = 7_146_211
+
+
+def _lock_queue() -> None:
+    """Hold the queue's order (priorities, positions of waiting jobs) until the transaction ends.
+
+    Every writer of queue order takes it first, then reads the queue once: concurrent creates
+    took the same positions, and a reorder missed a job created between its reads (issue 7).
+    SQLite needs no more than the transaction: it is IMMEDIATE, so BEGIN takes the write lock.
+    """
+    assert connection.in_atomic_block, "the queue lock lasts until commit: take it in a transaction"
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [QUEUE_LOCK_KEY])
+
+
 def _next_position(priority: int) -> int:
+    """After the last waiting job of `priority`; the caller holds the queue lock."""
     last = Job.objects.waiting().filter(priority=priority).aggregate(m=Max("position"))["m"]
     return 0 if last is None else last + 1
+
+
+def _first_position(priority: int, *, besides: int | None = None) -> int:
+    """Before the first waiting job of `priority`; the caller holds the queue lock."""
+    first = (
+        Job.objects.waiting().filter(priority=priority).exclude(pk=besides).aggregate(m=Min("position"))["m"]
+    )
+    return 0 if first is None else first - 1
 
 
 @transaction.atomic
@@ -107,6 +134,7 @@ def jobs_create(
 ) -> list[Job]:
     """Queue `quantity` copies for any matching printer, or one copy for each of `printers`."""
     targets: list[Printer | None] = list(printers) if printers else [None] * quantity
+    _lock_queue()
     position = _next_position(priority)
     tags = list(tags)
     jobs = []
@@ -150,12 +178,12 @@ def job_requeue(job: Job, *, by: object = None) -> Job:
     """A new queued copy of a failed or cancelled job, at the front of its priority."""
     if job.state not in (S.FAILED, S.CANCELLED):
         raise JobError("Only a failed or cancelled job can be queued again.")
-    first = Job.objects.waiting().filter(priority=job.priority).order_by("position").first()
+    _lock_queue()
     new = Job.objects.create(
         file=job.file,
         action=job.action,
         priority=job.priority,
-        position=(first.position - 1) if first else 0,
+        position=_first_position(job.priority),
         target_printer=job.target_printer,
         required_material=job.required_material,
         required_nozzle=job.required_nozzle,
@@ -180,50 +208,100 @@ def job_move(job: Job, direction: str) -> None:
     """Swap a waiting job with its neighbour in queue order ("up" runs sooner)."""
     if job.state != S.QUEUED:
         raise JobError("Only waiting jobs can be moved.")
-    waiting = list(Job.objects.waiting().in_queue_order().values_list("pk", "priority", "position"))
-    index = next(i for i, row in enumerate(waiting) if row[0] == job.pk)
+    _lock_queue()
+    waiting = list(Job.objects.waiting().in_queue_order().values_list("pk", flat=True))
+    if job.pk not in waiting:
+        raise JobChanged(f"Job #{job.pk} is no longer waiting; nothing was changed.")
+    index = waiting.index(job.pk)
     other = index - 1 if direction == "up" else index + 1
     if not 0 <= other < len(waiting):
         return
-    jobs_reorder([row[0] for row in _swapped(waiting, index, other)])
-
-
-def _swapped(rows: list, a: int, b: int) -> list:
-    rows = list(rows)
-    rows[a], rows[b] = rows[b], rows[a]
-    return rows
+    waiting[index], waiting[other] = waiting[other], waiting[index]
+    jobs_reorder(waiting)
 
 
 @transaction.atomic
 def jobs_reorder(ordered_ids: Sequence[int]) -> None:
-    """Put waiting jobs in this order. A job dragged across a priority boundary takes the
-    priority of the job it now follows (or precedes, at the top), so the order shown holds."""
-    waiting = {j.pk: j for j in Job.objects.waiting().select_for_update()}
-    ids = [pk for pk in ordered_ids if pk in waiting]
-    ids += [pk for pk in Job.objects.waiting().in_queue_order().values_list("pk", flat=True) if pk not in ids]
+    """Put waiting jobs in this order; waiting jobs not named keep theirs, after those named.
+
+    A job dragged across a priority boundary takes the priority of the job it now follows
+    (or precedes, at the top), so the order shown holds. One read under the queue lock, and
+    only the jobs whose place changed are written, in primary-key order: a lock order that
+    doesn't depend on the positions being rewritten (reorders used to deadlock on PostgreSQL).
+    """
+    _lock_queue()
+    stored = {
+        pk: (priority, position)
+        for pk, priority, position in Job.objects.waiting().values_list("pk", "priority", "position")
+    }
+    named = list(dict.fromkeys(pk for pk in ordered_ids if pk in stored))
+    rest = sorted(stored.keys() - set(named), key=lambda pk: (-stored[pk][0], stored[pk][1], pk))
+    ids = named + rest
+    priorities: list[int] = []
     for index, pk in enumerate(ids):
-        job = waiting[pk]
-        priority = job.priority
-        before = waiting[ids[index - 1]] if index else None
-        after = waiting[ids[index + 1]] if index + 1 < len(ids) else None
-        if before is not None and priority > before.priority:
-            priority = before.priority
-        elif after is not None and before is None and priority < after.priority:
-            priority = after.priority
-        if (priority, index) != (job.priority, job.position):
-            job.priority, job.position = priority, index
-            Job.objects.filter(pk=pk).update(priority=priority, position=index, updated_at=timezone.now())
+        priority = stored[pk][0]
+        if index and priority > priorities[-1]:
+            priority = priorities[-1]
+        elif not index and len(ids) > 1 and priority < stored[ids[1]][0]:
+            priority = stored[ids[1]][0]
+        priorities.append(priority)
+    places = _fewest_changes(ids, priorities, stored)
+    now = timezone.now()
+    for pk in sorted(places):
+        priority, position = places[pk]
+        Job.objects.filter(pk=pk, state=S.QUEUED).update(priority=priority, position=position, updated_at=now)
+
+
+def _fewest_changes(
+    ids: list[int], priorities: list[int], stored: dict[int, tuple[int, int]]
+) -> dict[int, tuple[int, int]]:
+    """New (priority, position) for the jobs whose place must change so that `ids` is the
+    queue order, keeping every stored position that still fits.
+
+    Positions only need to rise within a priority. Two greedy passes: front to back keeps a
+    position above the one before it (cheap when jobs moved later), back to front keeps one
+    below the one after it (cheap when jobs moved sooner); the pass writing fewer rows wins.
+    """
+
+    def sweep(order: range, step: int) -> dict[int, tuple[int, int]]:
+        changes: dict[int, tuple[int, int]] = {}
+        bound: int | None = None
+        previous: int | None = None
+        for index in order:
+            pk, priority = ids[index], priorities[index]
+            if priority != previous:
+                bound = None
+            previous = priority
+            position = stored[pk][1]
+            if bound is not None and (position - bound) * step <= 0:
+                position = bound + step
+            bound = position
+            if (priority, position) != stored[pk]:
+                changes[pk] = (priority, position)
+        return changes
+
+    forward = sweep(range(len(ids)), 1)
+    backward = sweep(range(len(ids) - 1, -1, -1), -1)
+    return forward if len(forward) <= len(backward) else backward
 
 
 def job_print_now(job: Job, printer: Printer, *, by: object = None) -> Job:
     """Pin a waiting job to `printer` and put it first in the queue."""
     if job.state != S.QUEUED:
         raise JobError("Only a waiting job can be sent to a printer now.")
-    top = Job.objects.waiting().aggregate(m=Max("priority"))["m"] or 0
     with transaction.atomic():
-        Job.objects.filter(pk=job.pk).update(
-            target_printer=printer, priority=max(top, job.priority), position=-1, updated_at=timezone.now()
+        _lock_queue()
+        top = Job.objects.waiting().aggregate(m=Max("priority"))["m"]
+        priority = job.priority if top is None else max(top, job.priority)
+        moved = Job.objects.filter(pk=job.pk, state=S.QUEUED).update(
+            target_printer=printer,
+            priority=priority,
+            position=_first_position(priority, besides=job.pk),
+            updated_at=timezone.now(),
         )
+        if not moved:
+            job.refresh_from_db()
+            raise JobChanged(f"Job #{job.pk} is {job.get_state_display().lower()} now; nothing was changed.")
         JobEvent.objects.create(
             job=job,
             from_state=S.QUEUED,

@@ -28,7 +28,8 @@ from printers.models import Printer, PrinterStatusRow
 from printers.services import (
     HEARTBEAT,
     STATUS_FIELDS,
-    printer_status_record_many,
+    printer_status_apply,
+    printer_status_changes,
     temperature_samples_record,
 )
 from printers.state import PrinterStatus, State
@@ -590,17 +591,20 @@ def _write(
 ) -> list[int]:
     try:
         written: list[int] = []
-        if readings:
+        # Worked out before the write transaction, which then only runs three statements: on
+        # SQLite every web write waits while it holds the lock, and Python work under the lock
+        # was stretched by the event loop's share of the GIL (1-3 s per flush, issue 7).
+        changes = printer_status_changes(readings=readings) if readings else None
+        if changes is not None and changes.printer_ids:
             with transaction.atomic():
                 # Under the write lock (SQLite IMMEDIATE, Postgres row updates): a printer
-                # disabled since its reading was taken keeps the "maintenance" the web wrote.
+                # disabled (or removed) since its reading was taken keeps what the web wrote.
                 enabled = set(
-                    Printer.objects.filter(pk__in=[pk for pk, _ in readings], enabled=True).values_list(
+                    Printer.objects.filter(pk__in=changes.printer_ids, enabled=True).values_list(
                         "pk", flat=True
                     )
                 )
-                kept = [(pk, s) for pk, s in readings if pk in enabled]
-                written = printer_status_record_many(readings=kept)
+                written = printer_status_apply(changes=changes.only(enabled))
         if samples:
             # Its own transaction: a failed sample must not undo (or hide) the status writes.
             try:

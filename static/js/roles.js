@@ -4,7 +4,7 @@
  *   swaps nothing on a 4xx, so a refused click would look like a dead button. The 403 page
  *   (templates/403.html) carries its reason in [data-denied]; it is shown where the click
  *   happened: in the printer card's result line, at the top of the queue, or else in a
- *   banner at the top of the page.
+ *   banner at the top of the page. A 503 "database busy" ([data-busy]) is shown the same way.
  * - [data-copy="#input"] buttons copy a shown-once token or password.
  * - form[data-confirm] asks first (an inline onsubmit would need a laxer CSP).
  */
@@ -17,10 +17,11 @@
     var text = "";
     try {
       var doc = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
-      var el = doc.querySelector("[data-denied]");
+      var el = doc.querySelector("[data-denied], [data-busy]");
       text = el ? el.textContent : "";
     } catch (e) { /* not HTML: use the fallback below */ }
     text = text.replace(/\s+/g, " ").trim();
+    if (!text && xhr.status === 503) return "The database is busy, try again in a moment.";
     // No reason: a CSRF refusal, say (an old page after logging in again elsewhere).
     return text || "Refused (HTTP 403): reload the page; if it happens again, ask an admin about your role.";
   }
@@ -71,7 +72,8 @@
 
   document.addEventListener("htmx:responseError", function (evt) {
     var xhr = evt.detail && evt.detail.xhr;
-    if (!xhr || xhr.status !== 403) return;
+    // 503: the database was busy (printfarm/ops/busy.py); its message goes where a refusal's does.
+    if (!xhr || (xhr.status !== 403 && xhr.status !== 503)) return;
     var text = reasonOf(xhr);
     var elt = evt.detail.requestConfig ? evt.detail.requestConfig.elt : evt.detail.elt;
     if (!inCard(elt, text) && !inQueue(elt, text)) toast(text);

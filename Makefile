@@ -1,4 +1,4 @@
-.PHONY: run test bench bench-poller bench-web bench-jobs lint
+.PHONY: run test bench bench-poller bench-web bench-jobs bench-load lint chaos
 run:
 	./scripts/run_farm.sh
 test:
@@ -12,3 +12,10 @@ bench-web:
 	.venv/bin/python scripts/bench_web.py
 bench-jobs:
 	.venv/bin/python scripts/bench_jobs.py
+# Poller crashes + printer faults vs the simulator's print log; seeds: PRINTFARM_CHAOS_SEEDS="1 2"
+CHAOS_SEEDS ?= random
+chaos:
+	env -u DATABASE_URL -u REDIS_URL PRINTFARM_CHAOS_SEEDS="$${PRINTFARM_CHAOS_SEEDS:-$(CHAOS_SEEDS)}" .venv/bin/pytest -q jobs/tests/test_chaos.py
+# Not part of `bench` (nor CI, which runs a 15 s version in the suite): 60 s per database.
+bench-load:
+	.venv/bin/python scripts/bench_load.py

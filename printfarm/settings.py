@@ -62,6 +62,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "printfarm.ops.busy.DatabaseBusyMiddleware",  # a busy database answers 503, not a 500 page
     "axes.middleware.AxesMiddleware",  # last: it turns a lockout into the lockout page
 ]
 
@@ -85,23 +86,43 @@ TEMPLATES = [
     },
 ]
 
+# How long a request waits for the database (SQLite's write lock, a pooled PostgreSQL
+# connection) before it is answered 503 "busy, try again" (printfarm.ops.busy, the API's own
+# handler). Writers queue in arrival order (printfarm/sqlite3), so a wait this long means the
+# server is overloaded about twofold: better a clear "try again" than 20 s of hanging. Not 5 s:
+# 50 writers that never pause, on a shared 2-core machine, queued 5-7 s at the tail and got
+# 6-10 503s a minute (BENCHMARKS.md, issue 7), when waiting was the better answer.
+PRINTFARM_DB_TIMEOUT = env_float("PRINTFARM_DB_TIMEOUT", 10.0)
+# PostgreSQL connections each process keeps at most (psycopg's pool; web workers and pollers
+# alike): the server sees up to (web workers + pollers) x this many.
+PRINTFARM_DB_POOL_SIZE = env_int("PRINTFARM_DB_POOL_SIZE", 8)
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # A real pool, not CONN_MAX_AGE: under ASGI each request's sync_to_async thread kept its own
+    # persistent connection, 74 of them for one web worker and the poller after 20 s (issue 7).
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(2, PRINTFARM_DB_POOL_SIZE),
+            "max_size": PRINTFARM_DB_POOL_SIZE,
+            "timeout": PRINTFARM_DB_TIMEOUT,  # waiting for a free connection: then PoolTimeout
+        }
 else:
+    _busy_ms = round(PRINTFARM_DB_TIMEOUT * 1000)
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            # Django's SQLite backend with a fair queue for the write lock (printfarm/sqlite3).
+            "ENGINE": "printfarm.sqlite3",
             "NAME": DATA_DIR / "printfarm.sqlite3",
             "OPTIONS": {
                 # One writer at a time: take the write lock up front instead of failing
-                # on upgrade, wait for it rather than raising "database is locked".
+                # on upgrade; wait for it up to PRINTFARM_DB_TIMEOUT, then "database is locked".
                 "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
+                "timeout": PRINTFARM_DB_TIMEOUT,
                 "init_command": (
                     "PRAGMA journal_mode=WAL;"
                     "PRAGMA synchronous=NORMAL;"
-                    "PRAGMA busy_timeout=20000;"
+                    f"PRAGMA busy_timeout={_busy_ms};"
                     "PRAGMA foreign_keys=ON;"
                 ),
             },
@@ -138,9 +159,14 @@ LOGOUT_REDIRECT_URL = "login"
 # -- Security (README "Production") ---------------------------------------------------------
 # PRINTFARM_HTTPS=1: the site is reached over https (TLS here or at a reverse proxy).
 PRINTFARM_HTTPS = env_bool("PRINTFARM_HTTPS", False)
-if env_bool("PRINTFARM_BEHIND_PROXY", False):
-    # Trust X-Forwarded-Proto: the proxy must set it on every request, never pass a client's on.
-    # (uvicorn already trusts it, and X-Forwarded-For, from FORWARDED_ALLOW_IPS, 127.0.0.1 by default.)
+# PRINTFARM_BEHIND_PROXY=1: a reverse proxy (on this host or another) forwards every request.
+# Only then are X-Forwarded-Proto and X-Forwarded-For believed: by Django here, and by uvicorn
+# (`serve`), which then takes the client address from the right-most X-Forwarded-For entry not
+# in FORWARDED_ALLOW_IPS (the one the proxy appended). Without it, anyone who can connect from
+# 127.0.0.1 could name any client address, and the login lockout would count each apart.
+PRINTFARM_BEHIND_PROXY = env_bool("PRINTFARM_BEHIND_PROXY", False)
+if PRINTFARM_BEHIND_PROXY:
+    # The proxy must set it on every request, never pass a client's on.
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = PRINTFARM_HTTPS
 CSRF_COOKIE_SECURE = PRINTFARM_HTTPS
@@ -175,6 +201,9 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_COOLOFF_TIME = dt.timedelta(minutes=env_float("PRINTFARM_LOGIN_COOLOFF_MINUTES", 15))
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The address locked out is the one the server believed (REMOTE_ADDR: see PRINTFARM_BEHIND_PROXY),
+# never a header read again here (should django-ipware ever be installed, axes would use it).
+AXES_IPWARE_META_PRECEDENCE_ORDER = ("REMOTE_ADDR",)
 
 # Request log and metrics (printfarm.ops); PROMETHEUS_MULTIPROC_DIR: see printfarm/ops/metrics.py.
 PRINTFARM_SLOW_REQUEST_MS = env_float("PRINTFARM_SLOW_REQUEST_MS", 500.0)
@@ -221,6 +250,12 @@ FILE_UPLOAD_TEMP_DIR.mkdir(exist_ok=True)
 PRINTFARM_DISPATCH_INTERVAL = env_float("PRINTFARM_DISPATCH_INTERVAL", 0.5)
 PRINTFARM_TRANSFER_ATTEMPTS = env_int("PRINTFARM_TRANSFER_ATTEMPTS", 3)
 PRINTFARM_TRANSFER_RETRY_SECONDS = env_float("PRINTFARM_TRANSFER_RETRY_SECONDS", 10.0)
+# A transfer that moves no bytes for this long is stalled (retried); once every byte is sent,
+# the printer gets CONFIRM seconds to answer (Moonraker parses metadata before it does).
+PRINTFARM_TRANSFER_STALL_SECONDS = env_float("PRINTFARM_TRANSFER_STALL_SECONDS", 30.0)
+PRINTFARM_TRANSFER_CONFIRM_SECONDS = env_float("PRINTFARM_TRANSFER_CONFIRM_SECONDS", 120.0)
+# A print whose printer stays unreachable this long is recorded failed (outcome unknown).
+PRINTFARM_LOST_PRINT_MINUTES = env_float("PRINTFARM_LOST_PRINT_MINUTES", 30.0)
 # Staggered start: at most COUNT printers start heating within SECONDS; 0 turns it off.
 PRINTFARM_STAGGER_COUNT = env_int("PRINTFARM_STAGGER_COUNT", 0)
 PRINTFARM_STAGGER_SECONDS = env_float("PRINTFARM_STAGGER_SECONDS", 60.0)

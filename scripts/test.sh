@@ -16,12 +16,15 @@ PG_URL=${PRINTFARM_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 RD_URL=${PRINTFARM_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
 if .venv/bin/python scripts/services_up.py "$PG_URL" "$RD_URL"; then
   echo "== database and channel-layer tests on PostgreSQL + Redis"
-  DATABASE_URL=$PG_URL REDIS_URL=$RD_URL .venv/bin/pytest -q -m "not browser" \
+  DATABASE_URL=$PG_URL REDIS_URL=$RD_URL PRINTFARM_CHAOS_SEEDS=${PRINTFARM_CHAOS_SEEDS:-7} .venv/bin/pytest -q -m "not browser" \
     printers/tests/test_services.py printers/tests/test_coordinator.py \
     printers/tests/test_views.py printers/tests/test_realtime.py \
     jobs/tests/test_dispatch.py jobs/tests/test_queue.py jobs/tests/test_library.py \
     jobs/tests/test_history.py printfarm/api/tests/test_api.py printfarm/accounts/tests \
-    printfarm/ops/tests/test_metrics.py printfarm/tests/test_crypto.py printfarm/tests/test_lockout.py "$@"
+    printfarm/ops/tests/test_metrics.py printfarm/ops/tests/test_busy.py printfarm/tests/test_crypto.py \
+    printfarm/tests/test_lockout.py jobs/tests/test_queue_concurrency.py printers/tests/test_status_batch.py \
+    printfarm/tests/test_db_pool.py printfarm/tests/test_load.py jobs/tests/test_dispatch_truth.py \
+    jobs/tests/test_chaos.py printfarm/api/tests/test_errors.py printfarm/api/tests/test_patch.py "$@"
 elif [ -n "${CI:-}" ]; then
   echo "PostgreSQL or Redis is not answering on 127.0.0.1; CI needs both." >&2
   exit 1

@@ -183,13 +183,9 @@ class MoonrakerDriver(RestDriver):
 
     async def _server_info(self) -> Mapping[str, Any] | None:
         """/server/info's result, or None when nothing at this address speaks Moonraker."""
-        response = await self.send("GET", self._server_info_url)
-        if response.status_code in (401, 403):
-            raise auth_error(response)
-        if response.status_code == 404:
+        response = await self._get_unless_missing(self._server_info_url)
+        if response is None:
             return None
-        if response.status_code != 200:
-            raise http_error(response)
         try:
             payload = self.parse_json(response, "/server/info")
         except DriverError:
@@ -198,6 +194,19 @@ class MoonrakerDriver(RestDriver):
         if not isinstance(result, dict) or not ("klippy_state" in result or "moonraker_version" in result):
             return None
         return result
+
+    async def _get_unless_missing(
+        self, url: httpx.URL, params: Mapping[str, str] | None = None
+    ) -> httpx.Response | None:
+        """A 200 reply, or None for a 404 (no such endpoint or component here)."""
+        response = await self.send("GET", url, params=params)
+        if response.status_code in (401, 403):
+            raise auth_error(response)
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise http_error(response)
+        return response
 
     def _no_api(self) -> DriverError:
         return DriverError(
@@ -312,15 +321,11 @@ class MoonrakerDriver(RestDriver):
     async def print_history(self, remote_name: str) -> PrintRecord | None:
         # The newest few entries: the one we look for ended moments ago. Moonraker without the
         # [history] component answers 404; that is "no history", not an error.
-        response = await self.send(
-            "GET", self.url("/server/history/list"), params={"limit": "10", "order": "desc"}
+        response = await self._get_unless_missing(
+            self.url("/server/history/list"), params={"limit": "10", "order": "desc"}
         )
-        if response.status_code in (401, 403):
-            raise auth_error(response)
-        if response.status_code == 404:
+        if response is None:
             return None
-        if response.status_code != 200:
-            raise http_error(response)
         return parse_history(self.parse_json(response, "/server/history/list"), remote_name)
 
     async def upload(

@@ -311,12 +311,7 @@ class SimPrinter:
         self.link = STARTUP
         self.link_message = "Printer is restarting"
         self.link_until = now + RESTART_SECONDS
-        self.job_state = STANDBY
-        self.job_file = ""
-        self.job_size = 0
-        self.job_message = ""
-        self.job_elapsed = 0.0
-        self.job_ended = None
+        self._fresh_klippy()
         self.extruder.set_target(now, 0)
         self.bed.set_target(now, 0)
 
@@ -349,12 +344,7 @@ class SimPrinter:
         self.link = LOST
         self.link_message = "Klippy Disconnected" if self.protocol == "moonraker" else SERIAL_ERROR
         if self.protocol == "moonraker":
-            self.job_state = STANDBY
-            self.job_file = ""
-            self.job_size = 0
-            self.job_message = ""
-            self.job_elapsed = 0.0
-            self.job_ended = None
+            self._fresh_klippy()
         elif was_busy:
             self.job_state = ERROR
             self.job_message = SERIAL_ERROR
@@ -366,6 +356,15 @@ class SimPrinter:
         if self.job_state == ERROR:
             self.job_state = STANDBY
             self.job_message = ""
+
+    def _fresh_klippy(self) -> None:
+        """A Klippy process that (re)started: print_stats reads standby with no file."""
+        self.job_state = STANDBY
+        self.job_file = ""
+        self.job_size = 0
+        self.job_message = ""
+        self.job_elapsed = 0.0
+        self.job_ended = None
 
     def _end_print(self, now: float, outcome: str) -> None:
         record = self.prints[-1] if self.prints else None

@@ -230,10 +230,10 @@ class Following:
             )
             self.retry_at[job.pk] = self.clock()
             return
-        seen = f"the printer is {status.state.label.lower()}" + (
-            f" ({status.message})" if status.message else ""
+        seen = status.state.label.lower() + (f": {status.message}" if status.message else "")
+        await self._retry_or_fail(
+            job, f"{follow.problem} (the printer then read {seen})", permanent=follow.permanent
         )
-        await self._retry_or_fail(job, f"{follow.problem}, and {seen}", permanent=follow.permanent)
 
     async def _finish(
         self, follow: Follow, status: PrinterStatus, state: str, reason: str, by: str = ""

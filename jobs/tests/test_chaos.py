@@ -113,15 +113,23 @@ def chaos_site(tmp_path, settings, django_db_blocker):
     with django_db_blocker.unblock():
         connection = connections["default"]
         original = connection.settings_dict["NAME"]
-        connection.close()
+        _disconnect(connection)
         connection.settings_dict["NAME"] = name
         try:
             yield {"env": env, "dir": tmp_path}
         finally:
-            connection.close()
+            _disconnect(connection)
             connection.settings_dict["NAME"] = original
             if pg_url:
                 _pg_admin(pg_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _disconnect(connection) -> None:
+    """Close the connection and, on PostgreSQL, its pool, which would hand out connections
+    to the database it was made for."""
+    connection.close()
+    if hasattr(connection, "close_pool"):
+        connection.close_pool()
 
 
 def _pg_admin(url: str, *statements: str) -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
 
@@ -43,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 S = Job.State
 REPLAN_EVERY = 10.0  # seconds; a plan whose inputs look unchanged is still redone this often
+CLAIMS_PER_TRANSACTION = 25
 
 
 def _db(func):
@@ -247,21 +249,18 @@ class Dispatcher(Following):
         ]
         if not candidates:
             return []
-        claimed = []
         names = {c.pk: c.name for c in candidates}
-        for printer_id, job_id in plan(waiting_needs(), candidates).items():
-            job = Job(pk=job_id, state=S.QUEUED)
-            try:
-                services.job_transition(
-                    job,
-                    S.ASSIGNED,
-                    printer_id=printer_id,
-                    printer_name=names[printer_id],
-                    reason=f"to {names[printer_id]}",
-                )
-            except services.JobChanged:
-                continue  # cancelled or taken by another poller meanwhile
-            claimed.append((job_id, printer_id))
+        pairs = list(plan(waiting_needs(), candidates).items())
+        claimed: list[tuple[int, int]] = []
+        # A few claims per transaction: one turn at the write lock for many jobs when a farm
+        # frees up at once, yet never a long hold that web writes would queue behind.
+        for start in range(0, len(pairs), CLAIMS_PER_TRANSACTION):
+            with transaction.atomic():
+                claimed += [
+                    (job_id, printer_id)
+                    for printer_id, job_id in pairs[start : start + CLAIMS_PER_TRANSACTION]
+                    if _claim(job_id, printer_id, names[printer_id])
+                ]
         return claimed
 
     # -- transfers --------------------------------------------------------------------------
@@ -426,6 +425,20 @@ class Dispatcher(Following):
             await push_card(printer_id)
         self._release(printer_id, job_id)
         self.last_state.pop(printer_id, None)
+
+
+def _claim(job_id: int, printer_id: int, printer_name: str) -> bool:
+    try:
+        services.job_transition(
+            Job(pk=job_id, state=S.QUEUED),
+            S.ASSIGNED,
+            printer_id=printer_id,
+            printer_name=printer_name,
+            reason=f"to {printer_name}",
+        )
+    except services.JobChanged:
+        return False  # cancelled or taken by another poller meanwhile (its savepoint undone)
+    return True
 
 
 def _print_ended(printer_id: int) -> None:

@@ -4,7 +4,6 @@ Each test reproduces a reported defect against the simulator over loopback."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
@@ -207,7 +206,7 @@ async def test_crash_after_the_print_finished_records_it_completed(farm):
     file = await sync_to_async(make_file)("done.gcode", seconds=60)
     (job,) = await queue(file, printers=[printer])
     await _put_printing_on_printer(farm, 0, job, seconds=30)  # 0.5 s: over before we look
-    await asyncio.sleep(1.0)
+    await eventually(lambda: [r["outcome"] for r in farm.print_log()] == ["completed"])
     async with running():
         await eventually(lambda: _equals(count(state=S.COMPLETED), 1))
     assert (await events_of(job)).count("uploading") == 1
@@ -285,7 +284,6 @@ async def test_cancel_during_transfer_logs_no_traceback(farm, caplog):
             await eventually(lambda: _equals(count(state=S.UPLOADING), 1))
             await sync_to_async(services.job_cancel)(await _job(job), by="tester")
             await eventually(lambda: not dispatcher.transfers and not dispatcher.busy)
-            await asyncio.sleep(0.3)
     farm.set_fault(0, None)
     noisy = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert noisy == []

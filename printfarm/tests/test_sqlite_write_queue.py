@@ -45,7 +45,7 @@ def test_writers_get_their_turn_while_another_keeps_taking_the_lock(sqlite):
     """Before: SQLite's busy handler sleeps up to 100 ms between tries, so a writer kept losing
     the lock to one that took it straight back, and waited until that one stopped (issue 7:
     5xx "database is locked" past the timeout)."""
-    waits: list[float] = []
+    served_while_hogged: list[bool] = []
     hog_done = threading.Event()
 
     def work(i: int) -> None:
@@ -58,14 +58,15 @@ def test_writers_get_their_turn_while_another_keeps_taking_the_lock(sqlite):
             return
         time.sleep(0.05)  # the hog is under way
         for n in range(5):
-            started = time.monotonic()
             with transaction.atomic():
-                waits.append(time.monotonic() - started)
+                served_while_hogged.append(not hog_done.is_set())
                 Tag.objects.create(name=f"t{i}-{n}")
 
     assert _in_threads(5, work) == []
     assert Tag.objects.count() == 120
-    assert max(waits) < 0.5
+    # Each writer had its turns between the hog's transactions, not after all 100 of them
+    # (an order, not a time: it holds however busy the machine is).
+    assert all(served_while_hogged)
 
 
 def test_a_writer_that_gets_no_turn_in_time_fails_fast_as_locked(sqlite, settings):

@@ -1,5 +1,5 @@
-# printfarm: web server image. Run the poller from the same image:
-#   docker run ... printfarm python manage.py poll_printers
+# printfarm: one image for the web server and the poller (compose.yaml runs both on one /data
+# volume). docker/entrypoint.sh makes the secret key, migrates and creates the first admin.
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PRINTFARM_DATA_DIR=/data
 WORKDIR /app
@@ -10,4 +10,8 @@ RUN useradd --system --home /app printfarm && mkdir -p /data && chown printfarm 
 USER printfarm
 VOLUME /data
 EXPOSE 8000
-CMD ["sh", "-c", "python manage.py migrate --noinput && python manage.py serve --host 0.0.0.0 --port 8000"]
+# The web role's check (compose.yaml turns it off for the poller, which serves no port).
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 CMD ["python", "/app/docker/healthcheck.py"]
+# Through sh: the script runs even from a checkout that lost its executable bit.
+ENTRYPOINT ["/bin/sh", "/app/docker/entrypoint.sh"]
+CMD ["web"]

@@ -9,3 +9,7 @@ class JobsConfig(AppConfig):
 
     def ready(self) -> None:
         from jobs import signals  # noqa: F401 - connects the receivers
+        from jobs.presenters import card_jobs
+        from printers.presenters import register_card_jobs
+
+        register_card_jobs(card_jobs)  # the job line on each printer card

@@ -25,11 +25,11 @@ from django.db.models import Count, Max
 from django.utils import timezone
 
 from jobs import services
-from jobs.following import Following, push_card
+from jobs.following import Following
 from jobs.library import stored_path
-from jobs.matching import FREE_STATES, Candidate, plan
+from jobs.matching import Candidate, plan
 from jobs.models import Job
-from jobs.outcomes import RUNNING, UNKNOWN, Follow
+from jobs.outcomes import Follow
 from jobs.queries import waiting_needs
 from jobs.transfer import ProgressWriter, remote_name_for, watch_transfer
 from printers.drivers.base import DriverError
@@ -189,7 +189,7 @@ class Dispatcher(Following):
         free = [
             pk
             for pk, status in statuses.items()
-            if pk not in self.busy and status.state in FREE_STATES and self._mine(pk)
+            if pk not in self.busy and status.state in State.FREE and self._mine(pk)
         ]
         if free:
             for job_id, printer_id in await _db(self._assign)(free, statuses):
@@ -243,7 +243,7 @@ class Dispatcher(Following):
                 nozzle=p.nozzle_diameter,
                 tags=frozenset(t.name for t in p.tags.all()),
             )
-            for p in sorted(printers, key=lambda p: p.pk)
+            for p in printers  # `plan` puts them in dispatch order
         ]
         if not candidates:
             return []
@@ -309,7 +309,7 @@ class Dispatcher(Following):
             transfer_percent=0.0,
             reason="",
         )
-        progress = ProgressWriter(job_id, printer_id, self.clock, push_card)
+        progress = ProgressWriter(job_id, printer_id, self.clock)
         try:
             driver = self.coordinator.driver_for(printer_id)
             await watch_transfer(
@@ -407,16 +407,18 @@ class Dispatcher(Following):
         for pk, status in statuses.items():
             before = self.last_state.get(pk)
             self.last_state[pk] = status.state
-            if before in RUNNING and status.state not in RUNNING | UNKNOWN and pk not in self.busy:
+            if (
+                before in State.RUNNING
+                and status.state not in State.RUNNING | State.UNREACHABLE
+                and pk not in self.busy
+            ):
                 ended.append(pk)
         for pk in ended:
             await _db(_print_ended)(pk)
-            await push_card(pk)
 
     async def _ended(self, printer_id: int, job_id: int, *, occupied: bool) -> None:
         if occupied:
             await _db(_print_ended)(printer_id)
-            await push_card(printer_id)
         self._release(printer_id, job_id)
         self.last_state.pop(printer_id, None)
 

@@ -10,7 +10,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from asgiref.sync import sync_to_async
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 
 from jobs import services
@@ -18,18 +18,18 @@ from jobs.models import Job
 from jobs.outcomes import (
     CANCEL_SETTLE,
     HISTORY_TRIES,
-    RUNNING,
-    UNKNOWN,
     Follow,
     errored,
     from_history,
     lost_note,
+    printed_seconds,
     same_file,
     stopped_outcome,
 )
+from printers.changes import announce
 from printers.commands import COMMANDS
 from printers.drivers.base import DriverError
-from printers.models import PrinterEvent, PrinterStatusRow
+from printers.models import PrinterEvent
 from printers.state import PrinterStatus, State
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class Following:
         status = poller.last
         assert status is not None
         now = self.clock()
-        healthy = poller.failures == 0 and status.state not in UNKNOWN
+        healthy = poller.failures == 0 and status.state not in State.UNREACHABLE
         if not healthy:
             await self._lost(follow, poller.name, status, now)
             return
@@ -76,11 +76,12 @@ class Following:
         if follow.lost_since is not None:
             follow.lost_since = None
             logger.info("Printer %s answers again; following job %s", follow.printer_id, follow.job_id)
-            if status.state in RUNNING:
+            if status.state in State.RUNNING:
                 await self._note(follow.job_id, follow.printer_id, "" if follow.confirmed else follow.problem)
         ours = same_file(status.file, follow.remote_name) or (not status.file and follow.confirmed)
-        if status.state in RUNNING and ours:
+        if status.state in State.RUNNING and ours:
             follow.seen_running = True
+            follow.note_running(paused=status.state == State.PAUSED, now=now)
             follow.stopped_since = None
             if not follow.confirmed:
                 job = await _db(Job.objects.get)(pk=follow.job_id)
@@ -88,7 +89,7 @@ class Following:
                 await self._confirm(job, follow, reason="The printer confirmed the print")
             return
         if not follow.confirmed:
-            if status.state in RUNNING and not status.file:
+            if status.state in State.RUNNING and not status.file:
                 return  # printing something it doesn't name: not a reason to send ours again
             await self._unconfirmed_stopped(follow, poller, status, now)
             return
@@ -249,11 +250,17 @@ class Following:
         job = await _db(Job.objects.select_related("file").get)(pk=follow.job_id)
         extra: dict[str, object] = {}
         seconds = follow.history.print_seconds if follow.history else None
+        if seconds is None and (state == S.COMPLETED or same_file(status.file, follow.remote_name)):
+            seconds = status.elapsed  # the printer still shows the print that ended
+        seconds = printed_seconds(
+            seconds,
+            seen_running=follow.seen_running,
+            started_at=job.started_at,
+            ended_at=timezone.now(),
+            paused=follow.pauses(self.clock()),
+        )
         if state == S.COMPLETED:
-            extra = {
-                "print_seconds": seconds if seconds is not None else status.elapsed,
-                "filament_mm": services.filament_used(job, 100.0),
-            }
+            extra = {"print_seconds": seconds, "filament_mm": services.filament_used(job, 100.0)}
         elif job.started_at is not None:
             extra = {"filament_mm": services.filament_used(job, status.progress)}
             if seconds is not None:
@@ -265,7 +272,6 @@ class Following:
     async def _note(self, job_id: int, printer_id: int, note: str) -> None:
         """The job's current note (a lost connection, a start being checked), on its card too."""
         await _db(_write_note)(job_id, printer_id, note)
-        await push_card(printer_id)
 
 
 def _cancelled_by(printer_id: int, since: object) -> str | None:
@@ -285,18 +291,7 @@ def _cancelled_by(printer_id: int, since: object) -> str | None:
     return None if event is None else event.by
 
 
+@transaction.atomic
 def _write_note(job_id: int, printer_id: int, note: str) -> None:
-    now = timezone.now()
-    Job.objects.filter(pk=job_id, state__in=Job.ACTIVE).update(reason=note[:500], updated_at=now)
-    PrinterStatusRow.objects.filter(pk=printer_id).update(revision=F("revision") + 1, updated_at=now)
-
-
-async def push_card(printer_id: int) -> None:
-    """With Redis, redraw the printer's card on open dashboards now (the change feed of a
-    Redis-less setup sees the status row's new revision by itself)."""
-    from printers.realtime import apublish_within
-
-    try:
-        await apublish_within([printer_id])
-    except Exception:
-        logger.warning("Could not push printer %s's card to dashboards", printer_id, exc_info=True)
+    Job.objects.filter(pk=job_id, state__in=Job.ACTIVE).update(reason=note[:500], updated_at=timezone.now())
+    announce([printer_id])

@@ -68,8 +68,8 @@ class QueueForm(forms.Form):
                 self.add_error("printers", f"Disabled, enable first: {', '.join(disabled)}.")
         return data
 
-    def queue(self, file: GcodeFile, *, by: object = None) -> list[Job]:
-        """The jobs this (valid) form asks for, queued."""
+    def queue(self, file: GcodeFile, *, by: object = None, via: str = "web") -> list[Job]:
+        """The jobs this (valid) form asks for, queued (and audited when `by` is a user)."""
         data = self.cleaned_data
         return services.jobs_create(
             file=file,
@@ -81,6 +81,7 @@ class QueueForm(forms.Form):
             material=data["material"],
             nozzle=data["nozzle"],
             by=by,
+            via=via,
         )
 
 

@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from jobs.metadata import GcodeMetadata, image_size, read_metadata, thumbnail_size_ok
 from jobs.models import GcodeFile, Job
+from printfarm.accounts.audit import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class GcodeUploadHandler(FileUploadHandler):
         super().__init__(request)
         self.rejected: list[str] = []
         self.received: list[IncomingFile] = []
+        self.too_large = False  # a file was refused for its size: the answer is 413, not 400
         self.limit = settings.PRINTFARM_UPLOAD_MAX_BYTES
         self._out: io.BufferedWriter | None = None
         self._path: Path | None = None
@@ -126,6 +128,7 @@ class GcodeUploadHandler(FileUploadHandler):
     def receive_data_chunk(self, raw_data: bytes, start: int) -> None:
         self._size += len(raw_data)
         if self._size > self.limit:
+            self.too_large = True
             self.rejected.append(
                 f"{self.file_name}: larger than the {human_size(self.limit)} limit; nothing was stored."
             )
@@ -193,16 +196,18 @@ def metadata_for(path: Path) -> GcodeMetadata:
         return GcodeMetadata()
 
 
-def store(incoming: IncomingFile, *, by: object = None) -> Stored:
+def store(incoming: IncomingFile, *, by: object = None, via: str = "") -> Stored:
     """Move a received upload into the library (or reuse the same content), read its metadata.
 
     Order matters for crashes: metadata and thumbnail, then the bytes renamed into place and
     synced, then the row. Killed before the commit, the process leaves files no row points at.
+    With `via` (where a user's upload came from: "web", "api", "slicer") the "file.upload"
+    audit entry commits with the row; files the farm makes itself (demo, tests) pass none.
     """
     existing = GcodeFile.objects.filter(sha256=incoming.sha256).first()
     if existing is not None and existing.deleted_at is None and stored_path(existing).exists():
         incoming.discard()
-        return Stored(existing, created=False)
+        return _audited(Stored(existing, created=False), by=by, via=via)
     # New content, content deleted earlier whose row history still points at, or a row whose
     # bytes went missing: fill it in.
     file = existing or GcodeFile(sha256=incoming.sha256)
@@ -221,14 +226,21 @@ def store(incoming: IncomingFile, *, by: object = None) -> Stored:
     try:
         with transaction.atomic():
             file.save()
+            stored = _audited(Stored(file, created=True), by=by, via=via)
     except IntegrityError:
         # Two uploads of the same content at once: the other one won; keep its row and bytes.
         # Ours landed on the same path (same bytes), unless its name had another extension.
         winner = GcodeFile.objects.get(sha256=incoming.sha256)
         if stored_path(winner) != target:
             target.unlink(missing_ok=True)
-        return Stored(winner, created=False)
-    return Stored(file, created=True)
+        return _audited(Stored(winner, created=False), by=by, via=via)
+    return stored
+
+
+def _audited(stored: Stored, *, by: object, via: str) -> Stored:
+    if via:
+        audit_record(by, "file.upload", target=stored.file, detail=stored.message, via=via)
+    return stored
 
 
 def _sync_dir(path: Path) -> None:
@@ -280,15 +292,18 @@ class FileInUse(Exception):
     pass
 
 
-def delete(file: GcodeFile) -> None:
+def delete(file: GcodeFile, *, by: object = None, via: str = "") -> None:
     """Remove a file's bytes; refused while a job waits for it or runs it. A file that
-    finished jobs point at stays as a record (history shows its name), hidden from the list."""
+    finished jobs point at stays as a record (history shows its name), hidden from the list.
+    With `via` (a user's delete) its audit entry commits with the delete, as `store`'s does."""
     active = file.jobs.filter(state__in=(Job.State.QUEUED, *Job.ACTIVE)).count()
     if active:
         plural = "s" if active != 1 else ""
         raise FileInUse(f"{file.name} is used by {active} waiting or running job{plural}; cancel them first.")
     paths = [stored_path(file), thumbnail_path(file)]
     with transaction.atomic():
+        if via:
+            audit_record(by, "file.delete", target=file, via=via)  # first: the row still has its pk
         if file.jobs.exists():
             GcodeFile.objects.filter(pk=file.pk).update(deleted_at=timezone.now(), thumbnail_type="")
         else:

@@ -1,21 +1,46 @@
 """Which printer may take which job, and why not: the one place the queue decides.
 
-The dispatcher plans with `plan()`; the queue page explains with `reasons()` and previews
-with the same `plan()`, so what the page says is what the farm does.
+The dispatcher plans with `plan()`; the queue page explains with `reasons()` (through
+`jobs.waiting`, which the API shares) and previews with the same `plan()`, so what the page
+says is what the farm does.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
+from typing import NamedTuple
 
-from printers.presenters import format_age
+from printers.formatting import format_duration
 from printers.state import State
 
-# A printer in one of these states with its bed clear and no job of ours is free.
-FREE_STATES = frozenset({State.IDLE, State.FINISHED})
+
+class ReasonCode(StrEnum):
+    """Why a job is not on a printer, as a stable identifier (the API sends these)."""
+
+    PINNED_ELSEWHERE = "pinned_elsewhere"  # the job is for another printer
+    TAG = "tag"
+    MATERIAL = "material"
+    NOZZLE = "nozzle"
+    SLICED_NOZZLE = "sliced_nozzle"  # the file was sliced for another nozzle
+    DISABLED = "disabled"
+    BUSY = "busy"
+    OFFLINE = "offline"
+    NOT_READY = "not_ready"
+    PAUSED = "paused"
+    ERROR = "error"
+    BED_NOT_CLEAR = "bed_not_clear"
+
+
+class Reason(NamedTuple):  # a tuple: hashed and compared in C, counted per printer and job
+    code: ReasonCode
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,18 +78,22 @@ def _nozzle(value: Decimal | float) -> str:
     return f"{Decimal(str(value)).normalize():f}"
 
 
-def mismatches(needs: Needs, printer: Candidate) -> list[str]:
+def mismatches(needs: Needs, printer: Candidate) -> list[Reason]:
     """Why this printer can never take this job as it is configured now."""
     found = []
     if needs.printer_id is not None and needs.printer_id != printer.pk:
-        found.append(f"job is for {needs.printer_name or 'another printer'}")
+        found.append(
+            Reason(ReasonCode.PINNED_ELSEWHERE, f"job is for {needs.printer_name or 'another printer'}")
+        )
     if missing := sorted(needs.tags - printer.tags):
-        found.append(f"needs tag{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        found.append(
+            Reason(ReasonCode.TAG, f"needs tag{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        )
     if needs.material and needs.material != printer.material:
         loaded = f"material {printer.material} loaded" if printer.material else "no material recorded"
-        found.append(f"{loaded}, {needs.material} needed")
+        found.append(Reason(ReasonCode.MATERIAL, f"{loaded}, {needs.material} needed"))
     if needs.nozzle is not None and printer.nozzle is not None and needs.nozzle != printer.nozzle:
-        found.append(f"nozzle {_nozzle(printer.nozzle)} ≠ {_nozzle(needs.nozzle)}")
+        found.append(Reason(ReasonCode.NOZZLE, f"nozzle {_nozzle(printer.nozzle)} ≠ {_nozzle(needs.nozzle)}"))
     elif (
         needs.nozzle is None
         and needs.sliced_nozzle is not None
@@ -72,44 +101,53 @@ def mismatches(needs: Needs, printer: Candidate) -> list[str]:
         and abs(float(printer.nozzle) - needs.sliced_nozzle) > 0.001
     ):
         found.append(
-            f"sliced for a {_nozzle(needs.sliced_nozzle)} nozzle, printer has {_nozzle(printer.nozzle)}"
+            Reason(
+                ReasonCode.SLICED_NOZZLE,
+                f"sliced for a {_nozzle(needs.sliced_nozzle)} nozzle, printer has {_nozzle(printer.nozzle)}",
+            )
         )
     return found
 
 
-def unavailable(printer: Candidate, now: dt.datetime) -> str:
-    """Why this printer can't take any job right now, or "" when it is free."""
+def unavailable(printer: Candidate, now: dt.datetime) -> Reason | None:
+    """Why this printer can't take any job right now, or None when it is free."""
     if not printer.enabled or printer.state == State.MAINTENANCE:
-        return "disabled"
+        return Reason(ReasonCode.DISABLED, "disabled")
     if printer.job_id is not None:
-        return f"busy with job #{printer.job_id}"
+        return Reason(ReasonCode.BUSY, f"busy with job #{printer.job_id}")
     state = printer.state
     if state == State.OFFLINE:
-        return (
-            f"offline for {format_age((now - printer.since).total_seconds())}" if printer.since else "offline"
+        return Reason(
+            ReasonCode.OFFLINE,
+            f"offline for {format_duration((now - printer.since).total_seconds())}"
+            if printer.since
+            else "offline",
         )
     if state == State.CONNECTING:
-        return f"not ready: {printer.message}" if printer.message else "not ready"
+        return Reason(
+            ReasonCode.NOT_READY, f"not ready: {printer.message}" if printer.message else "not ready"
+        )
     if state == State.PRINTING:
-        return (
-            f"busy, {format_age(printer.remaining)} left"
+        return Reason(
+            ReasonCode.BUSY,
+            f"busy, {format_duration(printer.remaining)} left"
             if printer.remaining is not None
-            else "busy printing"
+            else "busy printing",
         )
     if state == State.PAUSED:
-        return "paused mid-print"
+        return Reason(ReasonCode.PAUSED, "paused mid-print")
     if state == State.ERROR:
-        return f"error: {printer.message}" if printer.message else "in error"
+        return Reason(ReasonCode.ERROR, f"error: {printer.message}" if printer.message else "in error")
     if not printer.bed_clear:
-        return "bed not confirmed clear"
-    return ""
+        return Reason(ReasonCode.BED_NOT_CLEAR, "bed not confirmed clear")
+    return None
 
 
 def is_free(printer: Candidate) -> bool:
-    return printer.enabled and printer.state in FREE_STATES and printer.bed_clear and printer.job_id is None
+    return printer.enabled and printer.state in State.FREE and printer.bed_clear and printer.job_id is None
 
 
-def reasons(needs: Needs, printer: Candidate, now: dt.datetime) -> list[str]:
+def reasons(needs: Needs, printer: Candidate, now: dt.datetime) -> list[Reason]:
     """Everything keeping this job off this printer; empty when the printer could take it now."""
     found = mismatches(needs, printer)
     if why := unavailable(printer, now):
@@ -117,13 +155,20 @@ def reasons(needs: Needs, printer: Candidate, now: dt.datetime) -> list[str]:
     return found
 
 
-def plan(waiting: Iterable[Needs], printers: Sequence[Candidate]) -> dict[int, int]:
+def in_dispatch_order(printers: Iterable[Candidate]) -> list[Candidate]:
+    """The order free printers are offered jobs in: oldest printer first (by id, not name,
+    so "printer-10" doesn't jump ahead of "printer-2")."""
+    return sorted(printers, key=lambda p: p.pk)
+
+
+def plan(waiting: Iterable[Needs], printers: Iterable[Candidate]) -> dict[int, int]:
     """printer pk -> job id: each job, in queue order, goes to the first free printer it fits.
 
     Jobs are taken in queue order, so a high-priority job that fits few printers is never
-    overtaken on those printers by a lower one; printers are tried in the given order.
+    overtaken on those printers by a lower one; printers are tried `in_dispatch_order`, here
+    and nowhere else, so the queue's preview and the dispatcher pick alike.
     """
-    free = [p for p in printers if is_free(p)]
+    free = [p for p in in_dispatch_order(printers) if is_free(p)]
     chosen: dict[int, int] = {}
     for needs in waiting:
         if not free:

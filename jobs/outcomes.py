@@ -7,6 +7,7 @@ print grace). The decision functions here are pure; `jobs.dispatch` feeds them r
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from django.utils import timezone
@@ -19,8 +20,6 @@ S = Job.State
 START_GRACE = 20.0  # seconds a confirmed start may take to show up as printing
 CANCEL_SETTLE = 3.0  # seconds a stop waits for the web to record who cancelled it
 HISTORY_TRIES = 3  # failed history reads before deciding without it
-RUNNING = frozenset({State.PRINTING, State.PAUSED})
-UNKNOWN = frozenset({State.OFFLINE, State.CONNECTING})
 
 # Moonraker's job history statuses (server/history) and what they mean for a job.
 _HISTORY: dict[str, tuple[str, str]] = {
@@ -60,6 +59,36 @@ class Follow:
     error_since: float | None = None  # clock() an unconfirmed start's printer went into error
     history: PrintRecord | None = None
     history_tries: int = 0
+    paused_since: float | None = None  # clock() the printer was first seen paused in this pause
+    paused_seconds: float = 0.0  # pauses seen that ended
+
+    def note_running(self, *, paused: bool, now: float) -> None:
+        """A reading of this print running (or paused): time its pauses."""
+        if paused and self.paused_since is None:
+            self.paused_since = now
+        elif not paused and self.paused_since is not None:
+            self.paused_seconds += now - self.paused_since
+            self.paused_since = None
+
+    def pauses(self, now: float) -> float:
+        return self.paused_seconds + (now - self.paused_since if self.paused_since is not None else 0.0)
+
+
+def printed_seconds(
+    reported: int | None,
+    *,
+    seen_running: bool,
+    started_at: dt.datetime | None,
+    ended_at: dt.datetime,
+    paused: float = 0.0,
+) -> int | None:
+    """The print time to record: the printer's own figure, unless it has none, or says 0 for
+    a print seen running (a firmware that kept no count): then the time from its start to its
+    end, less the pauses seen."""
+    if reported or not seen_running or started_at is None:
+        return reported
+    timed = (ended_at - started_at).total_seconds() - paused
+    return int(timed) if timed >= 1 else reported
 
 
 def same_file(reported: str, remote_name: str) -> bool:
@@ -104,7 +133,7 @@ def stopped_outcome(follow: Follow, status: PrinterStatus, now: float) -> tuple[
         return S.COMPLETED, f"Finished on the printer{note}"
     if status.state == State.ERROR:
         return errored(status, follow)
-    if status.state in RUNNING:
+    if status.state in State.RUNNING:
         return (
             S.FAILED,
             f"The printer is printing another file ({status.file}); how this print ended was not seen",

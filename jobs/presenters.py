@@ -22,6 +22,7 @@ def card_jobs(printer_ids: Iterable[int]) -> dict[int, CardJob]:
             label=job.file.name,
             url=reverse("jobs:job", args=[job.pk]),
             state_label=job.get_state_display(),
+            state=job.state,
             thumbnail_url=reverse("jobs:thumbnail", args=[job.file_id]) if job.file.thumbnail_type else "",
             transfer_percent=job.transfer_percent
             if job.state in (Job.State.ASSIGNED, Job.State.UPLOADING)

@@ -9,7 +9,7 @@ from django.db.models import Prefetch
 from jobs.matching import Candidate, Needs
 from jobs.models import Job
 from printers.models import Printer, Tag
-from printers.state import State
+from printers.state import shown_state
 
 CHUNK = 500  # waiting jobs read at a time while planning
 
@@ -54,7 +54,8 @@ def candidate(printer: Printer, job_id: int | None) -> Candidate:
         pk=printer.pk,
         name=printer.name,
         enabled=printer.enabled,
-        state=State(status.state) if status else State.CONNECTING,
+        # As its card shows it (printers.state.shown_state): one rule for the card and the queue.
+        state=shown_state(enabled=printer.enabled, stored=status.state if status else None),
         since=status.state_since if status else None,
         remaining=status.remaining if status else None,
         message=status.message if status else "",

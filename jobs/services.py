@@ -1,4 +1,8 @@
-"""Every change to a job's state goes through `job_transition`; the queue's other writes here."""
+"""Every change to a job's state goes through `job_transition`; the queue's other writes here.
+
+A change a user asked for (`by` a user) records its audit entry in the same transaction,
+through `via` ("web", "api", "slicer"); the dispatcher's and poller's changes are not audited.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 from django.db import connection, transaction
-from django.db.models import F, Max, Min
+from django.db.models import Max, Min
 from django.utils import timezone
 
 from jobs.models import GcodeFile, Job, JobEvent
-from printers.models import Printer, PrinterEvent, PrinterStatusRow, Tag
-from printers.services import printer_event_record
+from printers.changes import announce
+from printers.models import Printer, Tag
+from printers.services import printer_bed_set
+from printfarm.accounts.audit import audit_record, is_user, user_name
 
 S = Job.State
 
@@ -38,14 +44,6 @@ class JobError(Exception):
 
 class JobChanged(JobError):
     """Someone else (the dispatcher, another page) moved the job first."""
-
-
-def user_name(by: object) -> str:
-    if by is None:
-        return ""
-    if isinstance(by, str):
-        return by
-    return getattr(by, "get_username", lambda: str(by))()
 
 
 def job_transition(job: Job, to: str, *, by: object = None, reason: str = "", **fields: object) -> Job:
@@ -79,6 +77,9 @@ def job_transition(job: Job, to: str, *, by: object = None, reason: str = "", **
         JobEvent.objects.create(
             job=job, at=now, from_state=current, to_state=to, by=user_name(by), reason=reason[:REASON_MAX]
         )
+        # The cards of the printer it leaves and the one it goes to show the job.
+        going_to = values["printer"].pk if values.get("printer") is not None else values.get("printer_id")
+        announce({pk for pk in (job.printer_id, going_to) if pk})
     for name, value in values.items():
         setattr(job, name, value)
     return job
@@ -131,6 +132,7 @@ def jobs_create(
     material: str = "",
     nozzle: Decimal | None = None,
     by: object = None,
+    via: str = "web",
 ) -> list[Job]:
     """Queue `quantity` copies for any matching printer, or one copy for each of `printers`."""
     targets: list[Printer | None] = list(printers) if printers else [None] * quantity
@@ -159,10 +161,19 @@ def jobs_create(
             reason=f"for {target.name}" if target else "",
         )
         jobs.append(job)
+    if is_user(by):
+        what = "upload" if action == Job.Action.UPLOAD else "print"
+        where = f" for {', '.join(p.name for p in printers)}" if printers else ""
+        if tags and not printers:
+            where = f" for tag {', '.join(t.name for t in tags)}"
+        audit_record(by, "job.queue", target=file, detail=f"{len(jobs)} × {what}{where}", via=via)
     return jobs
 
 
-def job_cancel(job: Job, *, by: object = None, reason: str = "Cancelled by an operator") -> Job:
+@transaction.atomic
+def job_cancel(
+    job: Job, *, by: object = None, via: str = "web", reason: str = "Cancelled by an operator"
+) -> Job:
     """Cancel a job in any unfinished state; a running print must be stopped by the caller first."""
     if job.is_finished:
         raise JobError(f"Job #{job.pk} has already {job.get_state_display().lower()}.")
@@ -170,11 +181,18 @@ def job_cancel(job: Job, *, by: object = None, reason: str = "Cancelled by an op
     job_transition(job, S.CANCELLED, by=by, reason=reason)
     if was_printing and job.printer_id:
         printer_bed_set(job.printer_id, clear=False)
+    job_cancel_audit(job, by=by, via=via)
     return job
 
 
+def job_cancel_audit(job: Job, *, by: object, via: str) -> None:
+    """The audit entry of a user's cancel; also for one the poller recorded first (jobs.control)."""
+    if is_user(by):
+        audit_record(by, "job.cancel", target=job, via=via)
+
+
 @transaction.atomic
-def job_requeue(job: Job, *, by: object = None) -> Job:
+def job_requeue(job: Job, *, by: object = None, via: str = "web") -> Job:
     """A new queued copy of a failed or cancelled job, at the front of its priority."""
     if job.state not in (S.FAILED, S.CANCELLED):
         raise JobError("Only a failed or cancelled job can be queued again.")
@@ -200,11 +218,13 @@ def job_requeue(job: Job, *, by: object = None) -> Job:
         by=user_name(by),
         reason=f"requeued as job #{new.pk}",
     )
+    if is_user(by):
+        audit_record(by, "job.requeue", target=job, detail=f"as job #{new.pk}", via=via)
     return new
 
 
 @transaction.atomic
-def job_move(job: Job, direction: str) -> None:
+def job_move(job: Job, direction: str, *, by: object = None, via: str = "web") -> None:
     """Swap a waiting job with its neighbour in queue order ("up" runs sooner)."""
     if job.state != S.QUEUED:
         raise JobError("Only waiting jobs can be moved.")
@@ -212,6 +232,8 @@ def job_move(job: Job, direction: str) -> None:
     waiting = list(Job.objects.waiting().in_queue_order().values_list("pk", flat=True))
     if job.pk not in waiting:
         raise JobChanged(f"Job #{job.pk} is no longer waiting; nothing was changed.")
+    if is_user(by):
+        audit_record(by, "job.move", target=job, detail=direction, via=via)
     index = waiting.index(job.pk)
     other = index - 1 if direction == "up" else index + 1
     if not 0 <= other < len(waiting):
@@ -221,7 +243,7 @@ def job_move(job: Job, direction: str) -> None:
 
 
 @transaction.atomic
-def jobs_reorder(ordered_ids: Sequence[int]) -> None:
+def jobs_reorder(ordered_ids: Sequence[int], *, by: object = None, via: str = "web") -> None:
     """Put waiting jobs in this order; waiting jobs not named keep theirs, after those named.
 
     A job dragged across a priority boundary takes the priority of the job it now follows
@@ -230,6 +252,8 @@ def jobs_reorder(ordered_ids: Sequence[int]) -> None:
     doesn't depend on the positions being rewritten (reorders used to deadlock on PostgreSQL).
     """
     _lock_queue()
+    if is_user(by):
+        audit_record(by, "job.reorder", target_type="job", detail=f"order: {list(ordered_ids)}", via=via)
     stored = {
         pk: (priority, position)
         for pk, priority, position in Job.objects.waiting().values_list("pk", "priority", "position")
@@ -285,7 +309,7 @@ def _fewest_changes(
     return forward if len(forward) <= len(backward) else backward
 
 
-def job_print_now(job: Job, printer: Printer, *, by: object = None) -> Job:
+def job_print_now(job: Job, printer: Printer, *, by: object = None, via: str = "web") -> Job:
     """Pin a waiting job to `printer` and put it first in the queue."""
     if job.state != S.QUEUED:
         raise JobError("Only a waiting job can be sent to a printer now.")
@@ -309,32 +333,13 @@ def job_print_now(job: Job, printer: Printer, *, by: object = None) -> Job:
             by=user_name(by),
             reason=f"print now on {printer.name}",
         )
+        if is_user(by):
+            audit_record(by, "job.print_now", target=job, detail=f"on {printer.name}", via=via)
     job.refresh_from_db()
     return job
 
 
-# -- beds -------------------------------------------------------------------------------------
-
-
-def printer_bed_set(printer_id: int, *, clear: bool, by: object = None) -> bool:
-    """Mark a printer's bed clear (an operator removed the print) or occupied (a print ended).
-
-    An update, not a save: the poller reloads a printer whose configuration changed, and a
-    bed is not configuration. The status row's revision moves so open dashboards redraw."""
-    with transaction.atomic():
-        changed = Printer.objects.filter(pk=printer_id).exclude(bed_clear=clear).update(bed_clear=clear)
-        if changed:
-            PrinterStatusRow.objects.filter(pk=printer_id).update(
-                revision=F("revision") + 1, updated_at=timezone.now()
-            )
-            if clear:
-                printer_event_record(
-                    printer=printer_id,
-                    kind=PrinterEvent.Kind.COMMAND,
-                    message="Bed cleared",
-                    by=user_name(by),
-                )
-    return bool(changed)
+# -- beds (the write is printers.services.printer_bed_set) -------------------------------------
 
 
 def print_ended(printer: Printer) -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 from asgiref.sync import sync_to_async
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 
 from jobs.models import Job
+from printers.changes import announce
 from printers.drivers.base import DriverError
-from printers.models import PrinterStatusRow
 
 PROGRESS_EVERY = 1.0  # seconds between two transfer-progress writes
 # Shown until the printer answers the upload: the bytes left us, nobody said they arrived.
@@ -36,8 +36,8 @@ class ProgressWriter:
     """The transfer's progress callback: remembers the latest figure and writes it to the job
     (and nudges the card) at most once a second, from the event loop, not the upload's path."""
 
-    def __init__(self, job_id: int, printer_id: int, clock, push: Callable[[int], Awaitable[None]]) -> None:
-        self.job_id, self.printer_id, self.clock, self.push = job_id, printer_id, clock, push
+    def __init__(self, job_id: int, printer_id: int, clock) -> None:
+        self.job_id, self.printer_id, self.clock = job_id, printer_id, clock
         self.sent = self.total = 0
         self.moved_at = clock()  # when the printer last took bytes
         self.written_at = clock()
@@ -65,7 +65,6 @@ class ProgressWriter:
         await sync_to_async(_write_progress, thread_sensitive=True)(
             self.job_id, self.printer_id, percent, note
         )
-        await self.push(self.printer_id)
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -75,13 +74,13 @@ class ProgressWriter:
                 await self.task
 
 
+@transaction.atomic
 def _write_progress(job_id: int, printer_id: int, percent: float, note: str | None) -> None:
-    now = timezone.now()
-    values: dict[str, object] = {"transfer_percent": percent, "updated_at": now}
+    values: dict[str, object] = {"transfer_percent": percent, "updated_at": timezone.now()}
     if note is not None:
         values["reason"] = note
     Job.objects.filter(pk=job_id, state=Job.State.UPLOADING).update(**values)
-    PrinterStatusRow.objects.filter(pk=printer_id).update(revision=F("revision") + 1, updated_at=now)
+    announce([printer_id])
 
 
 async def watch_transfer(

@@ -20,7 +20,6 @@ urlpatterns = [
     path("jobs/<int:pk>/move/<str:direction>/", queue.job_move_view, name="move"),
     path("jobs/<int:pk>/print-now/", queue.job_print_now_view, name="print_now"),
     path("jobs/<int:pk>/explain/", queue.job_explain, name="explain"),
-    path("printers/<int:pk>/bed-cleared/", queue.bed_cleared, name="bed_cleared"),
     path("history/", history.history, name="history"),
     path("history.csv", history.history_csv, name="history_csv"),
     path("statistics/", history.statistics, name="statistics"),

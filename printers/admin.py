@@ -39,8 +39,8 @@ class PrinterAdmin(admin.ModelAdmin):
         return [(None, {"fields": connection}), ("Details", {"fields": _DETAILS})]
 
     def save_model(self, request: HttpRequest, obj: Printer, form: PrinterForm, change: bool) -> None:
-        # Writes go through the services (status row, config events), not obj.save().
-        by = request.user.get_username()
+        # Writes go through the services (status row, config events, audit), not obj.save().
+        by = request.user
         fields, tags = form.printer_fields(), form.cleaned_data["tags"]
         if change:
             printer_update(printer=Printer.objects.get(pk=obj.pk), fields=fields, tags=tags, by=by)
@@ -56,12 +56,18 @@ class PrinterAdmin(admin.ModelAdmin):
         for formset in formsets:
             self.save_formset(request, form, formset, change=change)
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        # Its status row and events are read-only here, and go with the printer: without
+        # this, the admin refused to delete any printer that had ever been polled.
+        deleted, counts, _perms_needed, protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), protected
+
     def delete_model(self, request: HttpRequest, obj: Printer) -> None:
-        printer_delete(printer=obj)
+        printer_delete(printer=obj, by=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Printer]) -> None:
         for printer in queryset:
-            printer_delete(printer=printer)
+            printer_delete(printer=printer, by=request.user)
 
 
 @admin.register(Tag)

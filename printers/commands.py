@@ -20,9 +20,9 @@ from asgiref.sync import sync_to_async
 from printers.drivers import Driver, DriverConfig, DriverError, ProbeResult, get_driver
 from printers.drivers.base import address_shown
 from printers.drivers.http import make_client
-from printers.models import Printer, PrinterEvent
-from printers.services import printer_event_record
-from printers.state import State
+from printers.models import Printer, PrinterStatusRow
+from printers.services import printer_command_record
+from printers.state import State, shown_state
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,11 @@ logger = logging.getLogger(__name__)
 # so this is longer than a status poll, but short enough that a click never hangs.
 COMMAND_TIMEOUT = 8.0
 PROBE_TIMEOUT = 4.0
-# Printing states where the head is moving: pause/cancel make sense, preheating does not.
-_RUNNING = (State.PRINTING, State.PAUSED)
+# Which states each command can work in (the state sets of printers.state): the one rule
+# behind the card's buttons (commands_for_state) and the refusal of a command posted anyway
+# (command_refusal). An emergency stop needs a printer that takes commands (State.REACHABLE):
+# not an offline one, nor one still connecting (Klipper not ready, OctoPrint's serial port
+# closed).
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,7 @@ class Command:
     name: str  # URL slug
     label: str  # button text
     done: str  # result line on success
+    states: frozenset[State]  # where it can work; a card in any other state hides its button
     style: str = ""  # button variant (css)
     confirm: str = ""  # hx-confirm question; blank = no confirmation
     hint: str = ""  # button tooltip
@@ -61,20 +65,21 @@ class Command:
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
-        Command("pause", "Pause", "Pause sent"),
-        Command("resume", "Resume", "Resume sent"),
-        Command("cancel", "Cancel", "Cancel sent", style="warn", confirm="Cancel the current print?"),
+        Command("pause", "Pause", "Pause sent", frozenset({State.PRINTING})),
+        Command("resume", "Resume", "Resume sent", frozenset({State.PAUSED})),
         Command(
-            "emergency-stop",
-            "E-stop",
-            "Emergency stop sent",
-            style="danger",
-            confirm="Emergency stop? The printer halts at once and usually needs a firmware restart.",
+            "cancel",
+            "Cancel",
+            "Cancel sent",
+            State.RUNNING,
+            style="warn",
+            confirm="Cancel the current print?",
         ),
         Command(
             "preheat-pla",
             "PLA",
             "Preheating for PLA (200/60 °C)",
+            State.FREE,
             hint="Preheat for PLA: hotend 200 °C, bed 60 °C",
             hotend=200,
             bed=60,
@@ -83,6 +88,7 @@ COMMANDS: dict[str, Command] = {
             "preheat-petg",
             "PETG",
             "Preheating for PETG (235/80 °C)",
+            State.FREE,
             hint="Preheat for PETG: hotend 235 °C, bed 80 °C",
             hotend=235,
             bed=80,
@@ -91,6 +97,7 @@ COMMANDS: dict[str, Command] = {
             "preheat-abs",
             "ABS",
             "Preheating for ABS (245/100 °C)",
+            State.FREE,
             hint="Preheat for ABS: hotend 245 °C, bed 100 °C",
             hotend=245,
             bed=100,
@@ -99,28 +106,49 @@ COMMANDS: dict[str, Command] = {
             "cooldown",
             "Cool down",
             "Cooling down (heaters off)",
+            State.FREE,
             hint="Turn both heaters off",
             hotend=0,
             bed=0,
+        ),
+        Command(
+            "emergency-stop",
+            "E-stop",
+            "Emergency stop sent",
+            State.REACHABLE,
+            style="danger",
+            confirm="Emergency stop? The printer halts at once and usually needs a firmware restart.",
         ),
     )
 }
 
 
-def commands_for_state(state: str) -> list[Command]:
-    """The buttons a card shows for a printer in `state`."""
-    names: list[str] = []
-    if state == State.PRINTING:
-        names.append("pause")
-    if state == State.PAUSED:
-        names.append("resume")
-    if state in _RUNNING:
-        names.append("cancel")
-    if state in (State.IDLE, State.FINISHED):
-        names += ["preheat-pla", "preheat-petg", "preheat-abs", "cooldown"]
-    if state != State.OFFLINE:
-        names.append("emergency-stop")
-    return [COMMANDS[n] for n in names]
+def commands_for_state(state: State) -> list[Command]:
+    """The buttons a card shows for a printer in `state`, in COMMANDS order."""
+    return [c for c in COMMANDS.values() if state in c.states]
+
+
+def command_refusal(command: Command, state: State, message: str = "") -> str:
+    """Why `command` can't work on a printer in `state` (whose status says `message`), in
+    the operator's words; "" when it can."""
+    if state in command.states:
+        return ""
+    detail = f": {message}" if message else ""
+    if state == State.OFFLINE:
+        return f"The printer is offline{detail}"
+    if state == State.CONNECTING:
+        return f"The printer is still connecting{detail}"
+    if state == State.MAINTENANCE:
+        return "The printer is in maintenance (disabled)"
+    if state == State.ERROR:
+        return f"The printer is in error{detail}"
+    if state in State.FREE:
+        return "Nothing is printing"  # only the print commands want a print
+    if command.name == "pause":
+        return "The print is already paused"
+    if command.name == "resume":
+        return "The print is not paused"
+    return "Not while a print is running"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,30 +206,57 @@ async def connection_probe(
     )
 
 
+async def _refusal(printer: Printer, command: Command) -> str:
+    """command_refusal for the printer's last recorded state (read now: the caller's copy may
+    be older than the card the operator clicked)."""
+    rows = PrinterStatusRow.objects.filter(printer_id=printer.pk).values_list("state", "message")
+    row = await rows.afirst()
+    stored, message = row if row is not None else (None, "")
+    return command_refusal(command, shown_state(enabled=printer.enabled, stored=stored), message)
+
+
 async def command_send(
-    *, printer: Printer, command: Command, by: str, timeout: float = COMMAND_TIMEOUT
+    *,
+    printer: Printer,
+    command: Command,
+    by: object,
+    via: str = "web",
+    timeout: float = COMMAND_TIMEOUT,
+    check_state: bool = True,
 ) -> Outcome:
-    """Send one card command to a printer and record it as a PrinterEvent (kind command)."""
+    """Send one card command to a printer and record it as a PrinterEvent (kind command),
+    audited when `by` is a user (printers.services.printer_command_record).
+
+    A command the printer's recorded state can't use is refused unsent, in the words of
+    command_refusal. `check_state=False` is for a caller that knows better than the last
+    poll (a job record saying its print is under way before the poller has seen it start).
+    """
 
     async def call(driver: Driver) -> None:
         await command.run(driver)
 
-    try:
-        await _call(
-            protocol=printer.protocol,
-            base_url=printer.base_url,
-            api_key=printer.api_key,
-            timeout=timeout,
-            call=call,
-        )
-    except DriverError as exc:
-        outcome = Outcome(ok=False, message=exc.message)
-        event = f"{command.label} failed: {exc.message}"
-        logger.info("Command %s to printer %s failed: %s", command.name, printer.pk, exc.message)
+    refusal = await _refusal(printer, command) if check_state else ""
+    if refusal:
+        outcome = Outcome(ok=False, message=refusal)
+        event = f"{command.label} not sent: {refusal}"
+        logger.info("Command %s to printer %s not sent: %s", command.name, printer.pk, refusal)
     else:
-        outcome = Outcome(ok=True, message=command.done)
-        event = command.done
-    await sync_to_async(printer_event_record)(
-        printer=printer, kind=PrinterEvent.Kind.COMMAND, message=event, by=by
+        try:
+            await _call(
+                protocol=printer.protocol,
+                base_url=printer.base_url,
+                api_key=printer.api_key,
+                timeout=timeout,
+                call=call,
+            )
+        except DriverError as exc:
+            outcome = Outcome(ok=False, message=exc.message)
+            event = f"{command.label} failed: {exc.message}"
+            logger.info("Command %s to printer %s failed: %s", command.name, printer.pk, exc.message)
+        else:
+            outcome = Outcome(ok=True, message=command.done)
+            event = command.done
+    await sync_to_async(printer_command_record)(
+        printer=printer, command=command.name, event=event, outcome=outcome.message, by=by, via=via
     )
     return outcome

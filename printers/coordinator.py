@@ -1,38 +1,42 @@
-"""Polls every printer on its own schedule and records the readings that changed."""
+"""Polls every printer on its own schedule and records the readings that changed.
+
+One printer's state, backoff and failure kinds are in `printers.polling`; which readings are
+written, and the batched write, in `printers.status_writer`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import datetime as dt
 import io
 import logging
-import math
+import os
 import random
+import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-import aiohttp
 import httpx
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
-from django.utils import timezone
 
 from printers.drivers.base import Driver, DriverConfig, DriverError
 from printers.drivers.http import make_client
-from printers.models import Printer, PrinterStatusRow
-from printers.services import (
-    HEARTBEAT,
-    STATUS_FIELDS,
-    printer_status_apply,
-    printer_status_changes,
-    temperature_samples_record,
+from printers.health import beat_interval, poller_heartbeat_beat, poller_heartbeat_begin, poller_heartbeat_end
+from printers.models import Printer
+from printers.polling import (
+    MESSAGE_MAX,
+    PrinterConfig,
+    PrinterPoller,
+    describe_unexpected,
+    is_unreachable,
+    next_delay,
 )
 from printers.state import PrinterStatus, State
+from printers.status_writer import StatusWriter, stored_readings
+
+__all__ = ["Coordinator", "PrinterConfig", "PrinterPoller", "next_delay", "parse_shard"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,28 +45,7 @@ RELOAD_INTERVAL = 5.0  # seconds between two reads of the printer list
 SAMPLE_INTERVAL = 30.0  # one temperature sample per printer this often (charts keep ~1 h)
 SUMMARY_INTERVAL = 60.0
 LAG_PROBE = 0.25  # seconds between event-loop lag probes
-SLOW_FLUSH = 1.0  # seconds; a flush slower than this is logged: the database is the bottleneck
 STOP_GRACE = 10.0  # seconds a background task gets to finish once cancelled at shutdown
-JITTER = 0.1  # +-10 % on backoff delays, so printers that died together don't retry together
-MESSAGE_MAX = 500  # PrinterStatusRow.message
-# The service refreshes last_seen only when the stored one is at least HEARTBEAT old; resend
-# an unchanged reading a little later than that so the refresh is never skipped by clock skew.
-HEARTBEAT_SECONDS = HEARTBEAT.total_seconds() + 1.0
-# Causes that mean "could not reach the printer" (shown as offline) rather than "it answered
-# badly" (shown as error). Drivers chain them: `raise DriverError(...) from exc`.
-_UNREACHABLE = (httpx.TransportError, aiohttp.ClientConnectionError, OSError, TimeoutError)
-
-
-def next_delay(failures: int, interval: float, backoff_max: float, rng: random.Random) -> float:
-    """Seconds to wait before the next poll after `failures` consecutive failed polls.
-
-    0 failures is the normal interval; the Nth failure waits interval * 2**N with +-10 %
-    jitter, never more than backoff_max and never less than the interval.
-    """
-    if failures <= 0:
-        return interval
-    base = min(backoff_max, interval * 2.0 ** min(failures, 32))
-    return max(interval, min(backoff_max, base * rng.uniform(1 - JITTER, 1 + JITTER)))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -77,65 +60,8 @@ def parse_shard(text: str) -> tuple[int, int]:
     return k, n
 
 
-@dataclass(frozen=True, slots=True)
-class PrinterConfig:
-    """What the poller needs to reach one printer; a change restarts its task."""
-
-    pk: int
-    protocol: str
-    base_url: str
-    api_key: str = ""
-
-
-@dataclass(eq=False)
-class PrinterPoller:
-    """Run-time state of one printer's polling."""
-
-    config: PrinterConfig
-    name: str = ""
-    edited_at: dt.datetime | None = None  # Printer.updated_at when last read
-    task: asyncio.Task[None] | None = None
-    driver: Driver | None = None
-    polls: int = 0
-    failures: int = 0  # consecutive failed polls; 0 while healthy
-    last: PrinterStatus | None = None
-    next_at: float = 0.0  # clock() time of the next poll
-
-
-@dataclass
-class _Counters:
-    polls: int = 0
-    errors: int = 0
-    writes: int = 0
-
-
 def _or_setting(value: float | None, name: str) -> float:
     return float(getattr(settings, name)) if value is None else value
-
-
-def _status_from_row(row: PrinterStatusRow) -> PrinterStatus:
-    values: dict[str, Any] = {name: getattr(row, name) for name in STATUS_FIELDS}
-    values["state"] = State(row.state)
-    return PrinterStatus(**values)
-
-
-def _is_unreachable(exc: DriverError) -> bool:
-    """Did this failure come from the transport (refused, reset, timed out) rather than a reply?"""
-    if exc.permanent:
-        return False  # a bad address or a refused key: the printer needs an operator, show ERROR
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, _UNREACHABLE):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
-    return False
-
-
-def _describe_unexpected(exc: BaseException) -> str:
-    detail = str(exc)
-    return f"Unexpected {type(exc).__name__}: {detail}" if detail else f"Unexpected {type(exc).__name__}"
 
 
 class Coordinator:
@@ -144,7 +70,10 @@ class Coordinator:
     One task per printer on a fixed-rate schedule (next poll = previous scheduled start +
     interval) with a random initial phase; a semaphore bounds requests in flight; readings
     that differ from what was last written are batched and flushed every FLUSH_INTERVAL in
-    one transaction, then pushed to dashboards.
+    one transaction (`printers.services` announces the changes to open screens).
+
+    Every schedule reads `clock` and waits with `sleep` (the event loop's by default): a test
+    passes a fake pair and moves time itself. Request deadlines stay on real time.
     """
 
     def __init__(
@@ -156,12 +85,14 @@ class Coordinator:
         backoff_max: float | None = None,
         shard: tuple[int, int] = (0, 1),
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         client: httpx.AsyncClient | None = None,
         rng: random.Random | None = None,
         flush_interval: float = FLUSH_INTERVAL,
         reload_interval: float = RELOAD_INTERVAL,
         sample_interval: float = SAMPLE_INTERVAL,
         summary_interval: float = SUMMARY_INTERVAL,
+        heartbeat_interval: float | None = None,
     ) -> None:
         self.interval = float(_or_setting(interval, "PRINTFARM_POLL_INTERVAL"))
         self.concurrency = int(_or_setting(concurrency, "PRINTFARM_POLL_CONCURRENCY"))
@@ -171,11 +102,13 @@ class Coordinator:
             raise ValueError("interval, concurrency, timeout and backoff_max must be positive")
         self.shard = shard
         self.clock = clock
+        self.sleep = sleep
         self.rng = rng or random.Random()
         self.flush_interval = flush_interval
         self.reload_interval = reload_interval
         self.sample_interval = sample_interval
         self.summary_interval = summary_interval
+        self.heartbeat_interval = beat_interval() if heartbeat_interval is None else heartbeat_interval
         # httpx's timeouts are per phase (connect, each read); a printer trickling bytes, or a
         # driver making two requests (OctoPrint), is cut off by this overall deadline instead.
         self.deadline = 2 * self.timeout + 0.5
@@ -186,40 +119,33 @@ class Coordinator:
         self._semaphore = asyncio.Semaphore(self.concurrency)
 
         self.printers: dict[int, PrinterPoller] = {}
-        self.counters = _Counters()
-        self.flushes = 0  # database round trips made by flush()
+        self.writer = StatusWriter(printers=self.printers, clock=clock, sample_interval=sample_interval)
+        self.polls = 0
+        self.errors = 0
         self.reloads = 0
-        # Worst event-loop lag and flush time since the last summary line.
-        self.max_lag = 0.0
-        self.max_flush = 0.0
-        self._written: dict[int, PrinterStatus] = {}  # last reading written (or loaded) per printer
-        self._written_at: dict[int, float] = {}
-        self._pending: dict[int, PrinterStatus] = {}  # readings waiting for the next flush
+        self.max_lag = 0.0  # worst event-loop lag since the last summary line
         self._firmware: dict[int, str] = {}
-        self._next_sample = 0.0
         self._background: list[asyncio.Task[None]] = []
-        self._flush_lock = asyncio.Lock()
+        # Which process holds this shard's heartbeat row (printers.health); None until start().
+        self._beat_as: dict[str, Any] | None = None
+        self._next_beat = 0.0
 
     # -- counters, for tests, logs and benchmarks ------------------------------------------
 
     @property
-    def polls(self) -> int:
-        return self.counters.polls
-
-    @property
-    def errors(self) -> int:
-        return self.counters.errors
-
-    @property
     def writes(self) -> int:
-        return self.counters.writes
+        return self.writer.writes
+
+    @property
+    def flushes(self) -> int:
+        return self.writer.flushes
 
     def failures(self, pk: int) -> int:
         return self.printers[pk].failures
 
     @property
     def pending(self) -> dict[int, PrinterStatus]:
-        return dict(self._pending)
+        return self.writer.pending
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -239,8 +165,10 @@ class Coordinator:
             await self.aclose()
 
     async def start(self) -> None:
-        self._next_sample = self.clock() + self.sample_interval
+        self.writer.next_sample = self.clock() + self.sample_interval
         await self.reload()
+        self._beat_as = {"shard": self.shard, "host": socket.gethostname(), "pid": os.getpid()}
+        await self._heartbeat(poller_heartbeat_begin)
         k, n = self.shard
         logger.info(
             "Polling %d printers (shard %d/%d) every %g s, %d at a time, timeout %g s",
@@ -265,8 +193,11 @@ class Coordinator:
         try:
             await self.flush()
         except Exception:
-            logger.exception("Final flush failed; %d readings not written", len(self._pending))
+            logger.exception("Final flush failed; %d readings not written", len(self.writer.pending))
         finally:
+            if self._beat_as is not None:
+                await self._heartbeat(poller_heartbeat_end)  # pages say "stopped" at once
+                self._beat_as = None
             if self._owns_client:
                 await self.client.aclose()
         logger.info(
@@ -289,7 +220,7 @@ class Coordinator:
 
     async def _every(self, period: float, func: Callable[[], Any]) -> None:
         while True:
-            await asyncio.sleep(period)
+            await self.sleep(period)
             try:
                 await func()
             except Exception:
@@ -299,46 +230,58 @@ class Coordinator:
     async def _flush_forever(self) -> None:
         pause = self.flush_interval
         while True:
-            await asyncio.sleep(pause)
+            await self.sleep(pause)
             started = self.clock()
             try:
                 await self.flush()
             except Exception:
                 logger.exception("Writing status changes failed; retrying")
+            if self.clock() >= self._next_beat:
+                # Beside the flushes: a poller whose writes hang stops beating, and shows so.
+                await self._heartbeat(poller_heartbeat_beat)
             # Rest at least as long as the last write took: a slow database gets bigger
             # batches (one row per printer, however many readings) instead of a busy thread
             # that starves the polls of the GIL.
             pause = max(self.flush_interval, self.clock() - started)
 
+    async def _heartbeat(self, write: Callable[..., None]) -> None:
+        """Begin, beat or end this shard's heartbeat; a failure is logged, never raised."""
+        self._next_beat = self.clock() + self.heartbeat_interval
+        try:
+            await sync_to_async(write, thread_sensitive=True)(**self._beat_as)
+        except Exception as exc:
+            logger.warning("Could not write the poller heartbeat (%s): %s", write.__name__, exc)
+
     async def _summaries(self) -> None:
-        last = dataclasses.replace(self.counters)
+        last = (self.polls, self.errors, self.writes)
         last_at = self.clock()
         while True:
-            await asyncio.sleep(self.summary_interval)
-            now, current = self.clock(), dataclasses.replace(self.counters)
+            await self.sleep(self.summary_interval)
+            now, current = self.clock(), (self.polls, self.errors, self.writes)
             elapsed = max(now - last_at, 1e-9)
+            polls, errors, writes = (a - b for a, b in zip(current, last, strict=True))
             offline = sum(1 for p in self.printers.values() if p.failures)
             logger.info(
                 "%d printers (%d failing): %d polls (%.0f/s), %d errors, %d writes in %.0f s; "
                 "slowest flush %.2f s, worst loop lag %.2f s",
                 len(self.printers),
                 offline,
-                current.polls - last.polls,
-                (current.polls - last.polls) / elapsed,
-                current.errors - last.errors,
-                current.writes - last.writes,
+                polls,
+                polls / elapsed,
+                errors,
+                writes,
                 elapsed,
-                self.max_flush,
+                self.writer.max_flush,
                 self.max_lag,
             )
             last, last_at = current, now
-            self.max_flush = self.max_lag = 0.0
+            self.writer.max_flush = self.max_lag = 0.0
 
     async def _probe_lag(self) -> None:
         # How late a short sleep wakes up: a busy loop delays every printer's poll by this much.
         while True:
             before = self.clock()
-            await asyncio.sleep(LAG_PROBE)
+            await self.sleep(LAG_PROBE)
             self.max_lag = max(self.max_lag, self.clock() - before - LAG_PROBE)
 
     # -- configuration ----------------------------------------------------------------------
@@ -346,7 +289,7 @@ class Coordinator:
     async def reload(self, *, start_tasks: bool = True) -> None:
         """Pick up printers added, edited, disabled or removed since the last reload."""
         known = frozenset(self.printers)
-        rows, statuses = await sync_to_async(self._read_config, thread_sensitive=True)(known)
+        rows, stored = await sync_to_async(self._read_config, thread_sensitive=True)(known)
         self.reloads += 1
         wanted = {row["pk"]: row for row in rows}
         to_cancel: list[asyncio.Task[None] | None] = []
@@ -365,19 +308,18 @@ class Coordinator:
                 if current.edited_at != row["updated_at"]:
                     # The web may have rewritten the status row (disabled and re-enabled, say):
                     # what we last wrote is no longer what is stored, so write the next reading.
-                    self._written.pop(pk, None)
-                    self._written_at.pop(pk, None)
+                    self.writer.rewritten(pk)
                     current.edited_at = row["updated_at"]
                 continue
             if current is not None:
                 to_cancel.append(current.task)
                 self._firmware.pop(pk, None)  # a new address may be another printer
                 logger.info("Printer %s (%s) changed; restarting its poll", pk, row["name"])
-            elif pk in statuses:
-                self._written[pk] = statuses[pk][0]
-                self._written_at[pk] = self.clock() - statuses[pk][1]
-                if statuses[pk][0].firmware:
-                    self._firmware[pk] = statuses[pk][0].firmware
+            elif pk in stored:
+                status, age = stored[pk]
+                self.writer.stored(pk, status, age=age)
+                if status.firmware:
+                    self._firmware[pk] = status.firmware
             poller = PrinterPoller(config=config, name=row["name"], edited_at=row["updated_at"])
             self.printers[pk] = poller
             if start_tasks:
@@ -395,20 +337,10 @@ class Coordinator:
             .values("pk", "name", "protocol", "base_url", "api_key", "updated_at")
         )
         new = [row["pk"] for row in rows if row["pk"] not in known]
-        statuses: dict[int, tuple[PrinterStatus, float]] = {}
-        if new:
-            # What is already stored, so a restart (or a re-enabled printer) doesn't rewrite
-            # every row with the same values; the float is the age of its last_seen.
-            now = timezone.now()
-            for row in PrinterStatusRow.objects.filter(pk__in=new):
-                age = (now - row.last_seen).total_seconds() if row.last_seen else math.inf
-                statuses[row.pk] = (_status_from_row(row), age)
-        return rows, statuses
+        return rows, (stored_readings(new) if new else {})
 
     def _forget(self, pk: int) -> None:
-        self._pending.pop(pk, None)
-        self._written.pop(pk, None)
-        self._written_at.pop(pk, None)
+        self.writer.forget(pk)
         self._firmware.pop(pk, None)
 
     async def _cancel(self, tasks: Iterable[asyncio.Task[None] | None]) -> None:
@@ -432,7 +364,7 @@ class Coordinator:
         while True:
             delay = poller.next_at - self.clock()
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
             scheduled = poller.next_at
             await self.poll(poller)
             now = self.clock()
@@ -470,14 +402,14 @@ class Coordinator:
             if config.pk not in self._firmware:
                 await self._learn_firmware(config.pk, driver)
         except DriverError as exc:
-            state = State.OFFLINE if _is_unreachable(exc) else State.ERROR
+            state = State.OFFLINE if is_unreachable(exc) else State.ERROR
             status = PrinterStatus(state=state, message=(exc.message or str(exc))[:MESSAGE_MAX])
         except TimeoutError:
             status = PrinterStatus.offline(f"No answer within {self.deadline:g} s")
         except Exception as exc:
             # A driver bug or a reply it didn't expect: show it on the card, keep polling.
             unexpected = exc
-            status = PrinterStatus(state=State.ERROR, message=_describe_unexpected(exc)[:MESSAGE_MAX])
+            status = PrinterStatus(state=State.ERROR, message=describe_unexpected(exc)[:MESSAGE_MAX])
         pk = config.pk
         if status.firmware:
             self._firmware[pk] = status.firmware
@@ -485,7 +417,7 @@ class Coordinator:
             status = dataclasses.replace(status, firmware=self._firmware[pk])
         if failed:
             poller.failures += 1
-            self.counters.errors += 1
+            self.errors += 1
             if poller.failures == 1:
                 if status.state == State.OFFLINE:
                     logger.warning("Printer %s (%s) went offline: %s", pk, poller.name, status.message)
@@ -504,8 +436,8 @@ class Coordinator:
             poller.failures = 0
         poller.polls += 1
         poller.last = status
-        self.counters.polls += 1
-        self._record(pk, status)
+        self.polls += 1
+        self.writer.record(pk, status)
         return status
 
     async def _learn_firmware(self, pk: int, driver: Driver) -> None:
@@ -518,102 +450,8 @@ class Coordinator:
         except (DriverError, TimeoutError) as exc:
             logger.info("Could not identify printer %s's firmware: %s", pk, exc)
 
-    def _record(self, pk: int, status: PrinterStatus) -> None:
-        if pk not in self.printers:
-            return  # removed while its request was in flight
-        written = self._written.get(pk)
-        if status != written or (
-            status.state != State.OFFLINE
-            and self.clock() - self._written_at.get(pk, -math.inf) >= HEARTBEAT_SECONDS
-        ):
-            self._pending[pk] = status
-        else:
-            # Back to what is stored before the flush came round: nothing to write.
-            self._pending.pop(pk, None)
-
     # -- writing ----------------------------------------------------------------------------
 
     async def flush(self, *, sample: bool | None = None) -> list[int]:
         """Write the pending readings (and a temperature sample when due) in one DB call."""
-        async with self._flush_lock:
-            now = self.clock()
-            if sample is None:
-                sample = now >= self._next_sample
-            samples: list[tuple[int, PrinterStatus]] = []
-            if sample:
-                self._next_sample = now + self.sample_interval
-                samples = [
-                    (pk, p.last)
-                    for pk, p in self.printers.items()
-                    if p.last is not None
-                    and p.last.state != State.OFFLINE
-                    and (p.last.hotend_actual is not None or p.last.bed_actual is not None)
-                ]
-            if not self._pending and not samples:
-                return []
-            batch, self._pending = self._pending, {}
-            try:
-                written = await sync_to_async(_write, thread_sensitive=True)(list(batch.items()), samples)
-            except BaseException:  # also cancellation at shutdown: the final flush retries it
-                for pk, status in batch.items():
-                    self._pending.setdefault(pk, status)  # a newer reading wins
-                raise
-            finally:
-                self.flushes += 1
-            done = self.clock()
-            took = done - now
-            self.max_flush = max(self.max_flush, took)
-            if took > SLOW_FLUSH:
-                logger.warning(
-                    "Writing %d status changes and %d temperature samples took %.1f s",
-                    len(batch),
-                    len(samples),
-                    took,
-                )
-            for pk, status in batch.items():
-                if pk in self.printers:
-                    self._written[pk] = status
-                    self._written_at[pk] = done
-            self.counters.writes += len(written)
-        if written:
-            from printers.realtime import apublish_within
-
-            try:
-                await apublish_within(written)
-            except Exception:
-                logger.exception("Could not push %d status changes to dashboards", len(written))
-        return written
-
-
-def _write(
-    readings: Sequence[tuple[int, PrinterStatus]],
-    samples: Sequence[tuple[int, PrinterStatus]],
-) -> list[int]:
-    try:
-        written: list[int] = []
-        # Worked out before the write transaction, which then only runs three statements: on
-        # SQLite every web write waits while it holds the lock, and Python work under the lock
-        # was stretched by the event loop's share of the GIL (1-3 s per flush, issue 7).
-        changes = printer_status_changes(readings=readings) if readings else None
-        if changes is not None and changes.printer_ids:
-            with transaction.atomic():
-                # Under the write lock (SQLite IMMEDIATE, Postgres row updates): a printer
-                # disabled (or removed) since its reading was taken keeps what the web wrote.
-                enabled = set(
-                    Printer.objects.filter(pk__in=changes.printer_ids, enabled=True).values_list(
-                        "pk", flat=True
-                    )
-                )
-                written = printer_status_apply(changes=changes.only(enabled))
-        if samples:
-            # Its own transaction: a failed sample must not undo (or hide) the status writes.
-            try:
-                temperature_samples_record(samples=samples)
-            except DatabaseError:
-                logger.exception("Could not record %d temperature samples", len(samples))
-        return written
-    except DatabaseError:
-        # Reconnect on the next flush (server restarted, file replaced, connection broken).
-        with contextlib.suppress(DatabaseError):
-            connection.close()
-        raise
+        return await self.writer.flush(sample=sample)

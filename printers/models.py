@@ -179,3 +179,37 @@ class TemperatureSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.printer_id} {self.at:%H:%M:%S} {self.hotend_actual}/{self.bed_actual}"
+
+
+class PrinterRemoval(models.Model):
+    """A deleted printer, kept a while so open dashboards learn their card must go.
+
+    The change feed (no Redis) reads changes from the database; a deleted printer leaves no
+    status row to read, so its removal is written here in the delete's transaction."""
+
+    printer_id = models.PositiveBigIntegerField()
+    at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.printer_id} removed {self.at:%H:%M:%S}"
+
+
+class PollerHeartbeat(models.Model):
+    """One row per poller shard (`poll_printers --shard K/N`): the poller stamps `beat_at`
+    every few seconds, so every page can tell whether live status is still being updated."""
+
+    shard_index = models.PositiveSmallIntegerField()
+    shard_count = models.PositiveSmallIntegerField()
+    host = models.CharField(max_length=255, blank=True)
+    pid = models.PositiveIntegerField(null=True)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, help_text="Set by a clean shutdown")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["shard_index", "shard_count"], name="poller_heartbeat_shard")
+        ]
+
+    def __str__(self) -> str:
+        return f"poller {self.shard_index}/{self.shard_count} on {self.host} (pid {self.pid})"

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from django.db.models import Count
 from django.urls import reverse
 from django.utils import timezone
 
 from printers.commands import Command, commands_for_state
+from printers.formatting import format_clock, format_duration, format_temperature, format_temperature_compact
+from printers.health import PollerHealth, poller_health
 from printers.models import Printer, PrinterStatusRow, Tag, TemperatureSample
-from printers.state import State
+from printers.queries import farm_state_counts
+from printers.state import State, shown_state
 
 STATE_ORDER = (
     State.PRINTING,
@@ -26,64 +29,6 @@ STATE_ORDER = (
     State.OFFLINE,
     State.MAINTENANCE,
 )
-
-
-# -- small formatters --------------------------------------------------------------------
-
-
-def format_number(value: float) -> str:
-    """214.94 -> '214.9', 215.0 -> '215'."""
-    rounded = round(value, 1)
-    return f"{rounded:.0f}" if rounded == int(rounded) else f"{rounded:.1f}"
-
-
-def format_temperature(actual: float | None, target: float | None) -> str:
-    """'214.9 / 215 °C'; just '23.4 °C' when the heater is off; '—' when unknown."""
-    shown = "—" if actual is None else format_number(actual)
-    if target:
-        return f"{shown} / {format_number(target)} °C"
-    return f"{shown} °C" if actual is not None else "— °C"
-
-
-def format_temperature_compact(actual: float | None, target: float | None) -> str:
-    """'215/215' for the wall view, '23' when the heater is off."""
-    shown = "—" if actual is None else f"{actual:.0f}"
-    return f"{shown}/{target:.0f}" if target else shown
-
-
-def format_duration(seconds: float) -> str:
-    """45 -> '45s', 125 -> '2m', 3720 -> '1h 02m', 93600 -> '1d 2h'."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h {minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d {hours}h"
-
-
-def format_age(seconds: float) -> str:
-    """How long ago, in words: '12 s', '3 min', '2 h', '4 d'. Mirrored in static/js/farm.js."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 86400:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
-
-
-def format_clock(moment: dt.datetime, now: dt.datetime) -> str:
-    """'12:03' today, '3 Mar 12:03' before that (local time)."""
-    local = timezone.localtime(moment)
-    if local.date() == timezone.localtime(now).date():
-        return local.strftime("%H:%M")
-    return f"{local.day} {local.strftime('%b %H:%M')}"
 
 
 # -- cards --------------------------------------------------------------------------------
@@ -105,6 +50,7 @@ class CardJob:
     state_label: str
     thumbnail_url: str = ""
     transfer_percent: float | None = None  # while the file is being sent
+    state: str = ""  # the job's state code: "printing" shows as "paused" on a paused printer
     note: str = ""  # what is going on with it: a lost connection, a retry, a start being checked
 
 
@@ -123,16 +69,18 @@ class Card:
     bed_compact: str
     progress: float | None
     progress_text: str
-    time_left: str
+    time_left: str  # "8 min left", "time left unknown", or "" when not printing
+    printed: str  # "printed 12 min" on a paused print (a printing one says it in since_text)
     file: str
     message: str
-    since_iso: str  # when the current state began, for the live "for 3 min" text
+    since_iso: str  # when the state (a print: its printing) began, for the live "for 3 min" text
     since_text: str
     last_seen_text: str
     tags: tuple[str, ...]
     actions: tuple[Action, ...] = field(default=())
     job: CardJob | None = None
     bed_clear_url: str = ""  # set while the bed waits for an operator to confirm it is clear
+    stale: bool = False  # its poller has stopped: this reading is no longer live (printers.health)
 
     @property
     def progress_width(self) -> str:
@@ -147,14 +95,7 @@ def _status_of(printer: Printer) -> PrinterStatusRow | None:
 
 
 def card_state(printer: Printer, row: PrinterStatusRow | None) -> State:
-    if not printer.enabled:
-        return State.MAINTENANCE
-    if row is None:
-        return State.CONNECTING
-    try:
-        return State(row.state)
-    except ValueError:
-        return State.ERROR
+    return shown_state(enabled=printer.enabled, stored=row.state if row is not None else None)
 
 
 class CardUrls:
@@ -173,7 +114,7 @@ class CardUrls:
         self._detail = str(reverse("printers:detail", args=[self._PK])).split(pk)
         before, after = str(reverse("printers:command", args=[self._PK, self._NAME])).split(pk)
         self._command = (before, *after.split(self._NAME))
-        self._bed = str(reverse("jobs:bed_cleared", args=[self._PK])).split(pk)
+        self._bed = str(reverse("printers:bed_cleared", args=[self._PK])).split(pk)
 
     def detail(self, pk: int) -> str:
         return f"{self._detail[0]}{pk}{self._detail[1]}"
@@ -186,11 +127,58 @@ class CardUrls:
         return f"{before}{pk}{middle}{name}{after}"
 
 
-def card_jobs(printer_ids: Iterable[int]) -> dict[int, CardJob]:
-    """The active farm job of each of these printers (one query)."""
-    from jobs.presenters import card_jobs as jobs_on
+CardJobsProvider = Callable[[Iterable[int]], dict[int, CardJob]]
+# Who says which farm job each card shows: the jobs app registers itself in its AppConfig.ready(),
+# so that printers never imports jobs (jobs uses printers, not the other way round).
+_card_jobs_providers: list[CardJobsProvider] = []
 
-    return jobs_on(printer_ids)
+
+def register_card_jobs(provider: CardJobsProvider) -> None:
+    """Make `provider` (printer ids -> their active job, one query) the source of the job line
+    on every card; registering the same one again changes nothing."""
+    _card_jobs_providers[:] = [provider]
+
+
+def card_jobs(printer_ids: Iterable[int]) -> dict[int, CardJob]:
+    """The active farm job of each of these printers; none while no app registered a provider."""
+    if not _card_jobs_providers:
+        return {}
+    return _card_jobs_providers[0](printer_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class PrintNumbers:
+    progress: float | None = None
+    time_left: str = ""
+    printed: str = ""
+    since: dt.datetime | None = None  # when the print began, as its own clock counts
+
+
+def print_numbers(state: State, row: PrinterStatusRow | None) -> PrintNumbers:
+    """Progress, time left and time printed of a running print, only as far as they are known."""
+    if row is None or state not in State.RUNNING or row.progress is None:
+        return PrintNumbers()
+    progress, remaining, elapsed = row.progress, row.remaining, row.elapsed
+    if remaining == 0 and progress < 100:
+        # "0 s left" at 61 % is a missing estimate, not the end of the print.
+        remaining = None
+    time_left = f"{format_duration(remaining)} left" if remaining is not None else "time left unknown"
+    if elapsed is None:
+        return PrintNumbers(progress=progress, time_left=time_left)
+    if state == State.PAUSED:
+        printed = f"printed {format_duration(elapsed)}"
+        return PrintNumbers(progress=progress, time_left=time_left, printed=printed)
+    # state_since restarts at every resume; "Printing for …" counts the print's own time,
+    # as of the reading (last_seen), so the page's live clock carries it on.
+    since = row.last_seen - dt.timedelta(seconds=elapsed) if row.last_seen is not None else None
+    return PrintNumbers(progress=progress, time_left=time_left, since=since)
+
+
+def _job_as_shown(job: CardJob | None, state: State) -> CardJob | None:
+    """A printing job on a paused printer reads "paused" on its card."""
+    if job is not None and job.state == State.PRINTING and state == State.PAUSED:
+        return dataclasses.replace(job, state_label=State.PAUSED.label)
+    return job
 
 
 def card_for(
@@ -199,21 +187,21 @@ def card_for(
     now: dt.datetime | None = None,
     urls: CardUrls | None = None,
     jobs: Mapping[int, CardJob] | None = None,
+    health: PollerHealth | None = None,
 ) -> Card:
     """Build a card from a printer loaded with `Printer.objects.with_status()`; without `jobs`
-    (from `card_jobs`) it costs one query for the printer's job."""
+    (from `card_jobs`) it costs one query for the printer's job, without `health` (from
+    `poller_health`) one for the pollers' heartbeats."""
     now = now or timezone.now()
     urls = urls or CardUrls()
     if jobs is None:
         jobs = card_jobs([printer.pk])
     row = _status_of(printer)
     state = card_state(printer, row)
-    live = state not in (State.OFFLINE, State.MAINTENANCE)
-    progress = row.progress if row is not None and state in (State.PRINTING, State.PAUSED) else None
-    remaining = row.remaining if row is not None and progress is not None else None
-
-    since = row.state_since if row is not None else None
-    since_text = f"for {format_age((now - since).total_seconds())}" if since else ""
+    live = state not in State.NO_READING
+    numbers = print_numbers(state, row)
+    since = numbers.since if numbers.since is not None else row.state_since if row is not None else None
+    since_text = f"for {format_duration((now - since).total_seconds())}" if since else ""
     last_seen_text = ""
     if state == State.OFFLINE:
         if row is not None and row.last_seen:
@@ -241,9 +229,10 @@ def card_for(
         bed=format_temperature(*bed),
         hotend_compact=format_temperature_compact(*hotend),
         bed_compact=format_temperature_compact(*bed),
-        progress=progress,
-        progress_text=f"{progress:.0f}%" if progress is not None else "",
-        time_left=f"{format_duration(remaining)} left" if remaining is not None else "",
+        progress=numbers.progress,
+        progress_text=f"{numbers.progress:.0f}%" if numbers.progress is not None else "",
+        time_left=numbers.time_left,
+        printed=numbers.printed,
         file=row.file if row is not None and state != State.IDLE else "",
         message=message,
         since_iso=since.isoformat() if since else "",
@@ -251,15 +240,18 @@ def card_for(
         last_seen_text=last_seen_text,
         tags=tuple(t.name for t in printer.tags.all()),
         actions=actions,
-        job=jobs.get(printer.pk),
+        job=_job_as_shown(jobs.get(printer.pk), state),
         bed_clear_url="" if printer.bed_clear else urls.bed_cleared(printer.pk),
+        # Disabled printers are not polled anyway: their card says maintenance, not stale.
+        stale=printer.enabled and (health or poller_health()).is_stale(printer.pk),
     )
 
 
 def cards_for(printers: Iterable[Printer]) -> list[Card]:
     printers = list(printers)
     now, urls, jobs = timezone.now(), CardUrls(), card_jobs(p.pk for p in printers)
-    return [card_for(p, now=now, urls=urls, jobs=jobs) for p in printers]
+    health = poller_health()
+    return [card_for(p, now=now, urls=urls, jobs=jobs, health=health) for p in printers]
 
 
 # -- state counts -------------------------------------------------------------------------
@@ -273,21 +265,9 @@ class StateCount:
 
 
 def state_counts() -> tuple[list[StateCount], int]:
-    """Printers per state over the whole farm (one query), and the total.
-
-    Disabled printers count as maintenance whatever their row says, like
-    `PrinterQuerySet.in_state`.
-    """
-    counts = dict.fromkeys(STATE_ORDER, 0)
-    rows = Printer.objects.order_by().values_list("enabled", "status__state").annotate(n=Count("pk"))
-    for enabled, state, n in rows:
-        if not enabled:
-            key = State.MAINTENANCE
-        elif state in counts:
-            key = State(state)
-        else:
-            key = State.CONNECTING
-        counts[key] += n
+    """Printers per state over the whole farm (one query), and the total: the count the API's
+    `/status` and `/metrics` give too (printers.queries)."""
+    counts = farm_state_counts()
     items = [StateCount(state=s.value, label=s.label, count=counts[s]) for s in STATE_ORDER]
     return items, sum(counts.values())
 

@@ -4,7 +4,8 @@ What the browser receives is always HTML rendered from the `printer-card` partia
 `printers/dashboard.html` (plus the `state-counts` block), marked `hx-swap-oob="true"`, so
 the htmx ws extension swaps exactly the cards that changed, in the grid and the wall alike.
 
-How changes reach the sockets — exactly one mechanism per configuration:
+Writers announce changes through `printers.changes.announce()`, the only way; how they then
+reach the sockets — exactly one mechanism per configuration:
 
 * **No Redis (the default, one box, SQLite).** The channel layer is in-memory, i.e. private
   to one process, and the poller is another process: it cannot reach our sockets. So each
@@ -12,15 +13,15 @@ How changes reach the sockets — exactly one mechanism per configuration:
   by the first `FarmConsumer` that connects and stopped when the last one leaves. Every
   `PRINTFARM_FEED_INTERVAL` seconds it reads `(printer_id, revision, updated_at)` of status
   rows with `updated_at >= cursor - 2 s` (indexed column; the overlap catches a poller
-  transaction that committed late with an earlier timestamp), drops the ones whose
-  revision it already pushed, renders the rest and `group_send`s them to "farm" through the
-  in-memory layer. Cost without sockets: nothing; with sockets and a quiet farm: one small
-  indexed query per interval per web process.
-* **REDIS_URL set.** The layer is shared by all processes, so the poller itself calls
-  `apublish_changes(printer_ids)` after each flush; the web processes just forward. The
+  transaction that committed late with an earlier timestamp) and the printers removed since
+  (`PrinterRemoval`), drops what it already pushed, renders the rest and `group_send`s them
+  to "farm" through the in-memory layer. Cost without sockets: nothing; with sockets and a
+  quiet farm: two small indexed queries per interval per web process.
+* **REDIS_URL set.** The layer is shared by all processes, so `announce()` itself renders
+  and sends after commit, whichever process wrote; the web processes just forward. The
   feed is not started (it would push every change a second time).
 
-`apublish_changes` is therefore a no-op without Redis, and the feed a no-op with it.
+Both send the frames of `render_push`: changed cards, removed cards, the state counts.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from django.template.loader import get_template
 from django.utils import timezone
 
 from printers.cards import render_card
-from printers.models import Printer, PrinterStatusRow
+from printers.changes import uses_redis
+from printers.models import Printer, PrinterRemoval, PrinterStatusRow
 from printers.presenters import cards_for, state_counts
 
 logger = logging.getLogger(__name__)
@@ -51,10 +53,6 @@ FEED_OVERLAP = dt.timedelta(seconds=2)
 # Cards per websocket message: a farm-wide change (poller restart) becomes several
 # moderate frames instead of one multi-megabyte one.
 CHUNK = 100
-
-
-def uses_redis() -> bool:
-    return bool(getattr(settings, "REDIS_URL", ""))
 
 
 def render_cards(printer_ids: Iterable[int]) -> str:
@@ -88,41 +86,12 @@ def render_push(printer_ids: Sequence[int]) -> list[str]:
     return frames
 
 
-async def _group_send(frames: Sequence[str]) -> None:
+async def group_send(frames: Sequence[str]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     for html in frames:
         await layer.group_send(GROUP, {"type": MESSAGE_TYPE, "html": html})
-
-
-async def apublish_changes(printer_ids: Sequence[int]) -> None:
-    """Called by the poller after each flush. Pushes only when a shared (Redis) layer exists."""
-    if not printer_ids or not uses_redis():
-        return
-    frames = await sync_to_async(render_push)(list(printer_ids))
-    await _group_send(frames)
-
-
-PUBLISH_TIMEOUT = 5.0  # seconds; a stalled Redis must not stall the poller's writes behind it
-
-
-async def apublish_within(printer_ids: Sequence[int], timeout: float = PUBLISH_TIMEOUT) -> bool:
-    """`apublish_changes`, but the caller waits at most `timeout`: a publish still pending is
-    cancelled and left to end on its own (awaiting a stuck cancellation would stall too).
-    False when it timed out; a publish error is raised."""
-    task = asyncio.ensure_future(apublish_changes(printer_ids))
-    try:
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    if not done:
-        task.cancel()
-        logger.warning("Pushing %d changes to dashboards took over %g s; skipped", len(printer_ids), timeout)
-        return False
-    task.result()
-    return True
 
 
 # -- the change feed (no Redis) --------------------------------------------------------------
@@ -135,7 +104,7 @@ class ChangeFeed:
         self.subscribers = 0
         self.task: asyncio.Task[None] | None = None
         self.cursor: dt.datetime = timezone.now()
-        self.sent: dict[int, int] = {}  # printer_id -> revision already pushed
+        self.sent: dict[int, int] = {}  # printer_id -> revision already pushed (-1: its removal)
         # Its own thread, not the one every sync view of this process shares under daphne:
         # rendering a busy farm's cards each second must not queue page loads behind it.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="printfarm-feed")
@@ -159,7 +128,7 @@ class ChangeFeed:
             try:
                 frames = await sync_to_async(self._tick, thread_sensitive=False, executor=self.executor)()
                 if frames:
-                    await _group_send(frames)
+                    await group_send(frames)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -173,11 +142,18 @@ class ChangeFeed:
 
     def poll(self) -> list[str]:
         """One tick: the frames to push (empty when nothing changed). Runs in a thread."""
+        since = self.cursor - FEED_OVERLAP
         rows = list(
-            PrinterStatusRow.objects.filter(updated_at__gte=self.cursor - FEED_OVERLAP)
+            PrinterStatusRow.objects.filter(updated_at__gte=since)
             .order_by()
             .values_list("printer_id", "revision", "updated_at")
         )
+        rows += [
+            (pk, REMOVED, at)
+            for pk, at in PrinterRemoval.objects.filter(at__gte=since)
+            .order_by()
+            .values_list("printer_id", "at")
+        ]
         changed = [pk for pk, revision, _ in rows if self.sent.get(pk) != revision]
         # Render first: if it raises, the same changes are found again on the next tick.
         frames = render_push(changed) if changed else []
@@ -185,6 +161,9 @@ class ChangeFeed:
             self.cursor = max(self.cursor, max(updated for _, _, updated in rows))
         self.sent.update((pk, revision) for pk, revision, _ in rows)
         return frames
+
+
+REMOVED = -1  # the revision the feed files a removed printer under
 
 
 # One feed per event loop: daphne has one; tests and async_to_sync create others.

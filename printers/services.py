@@ -1,4 +1,8 @@
-"""Every write to printers, their status and their events goes through here."""
+"""Every write to printers, their status and their events goes through here.
+
+A write a user asked for (`by` a user) records its audit entry in the same transaction,
+through `via` ("web", "api", "slicer"); the poller's and the dispatcher's writes are not audited.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +18,11 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from printers.changes import announce
+from printers.drivers.base import address_shown
 from printers.models import Printer, PrinterEvent, PrinterStatusRow, Tag, TemperatureSample
 from printers.state import PrinterStatus, State, clean_text
+from printfarm.accounts.audit import audit_record, is_user, user_name
 
 # Fields copied from a driver's PrinterStatus onto the status row.
 STATUS_FIELDS = tuple(f.name for f in fields(PrinterStatus) if f.name not in {"extra"})
@@ -33,7 +40,7 @@ def _tags_from_names(names: Iterable[str]) -> list[Tag]:
 
 
 @transaction.atomic
-def printer_create(*, fields: dict, tags: Iterable[str] = (), by: str = "") -> Printer:
+def printer_create(*, fields: dict, tags: Iterable[str] = (), by: object = None, via: str = "web") -> Printer:
     printer = Printer.objects.create(**fields)
     printer.tags.set(_tags_from_names(tags))
     now = timezone.now()
@@ -46,13 +53,19 @@ def printer_create(*, fields: dict, tags: Iterable[str] = (), by: str = "") -> P
         revision=1,
     )
     printer_event_record(printer=printer, kind=PrinterEvent.Kind.CONFIG, message="Printer added", by=by)
+    if is_user(by):
+        audit_record(by, "printer.add", target=printer, detail=address_shown(printer.base_url), via=via)
+    announce([printer.pk], bumped=True)
     return printer
 
 
 @transaction.atomic
 def printer_update(
-    *, printer: Printer, fields: dict, tags: Iterable[str] | None = None, by: str = ""
+    *, printer: Printer, fields: dict, tags: Iterable[str] | None = None, by: object = None, via: str = "web"
 ) -> Printer:
+    # Compared with the stored row: a ModelForm validated against `printer` already wrote the
+    # new values onto it (the API's edits recorded no change and announced none).
+    printer = Printer.objects.get(pk=printer.pk)
     changed = [name for name, value in fields.items() if getattr(printer, name) != value]
     for name, value in fields.items():
         setattr(printer, name, value)
@@ -70,29 +83,68 @@ def printer_update(
             else (State.MAINTENANCE, "Disabled — not polled")
         )
         _status_set(printer.pk, PrinterStatus(state=state, message=message), now=timezone.now())
-    elif {"name", "tags"} & set(changed):
-        # The card shows them: a new revision is what open dashboards react to.
-        PrinterStatusRow.objects.filter(pk=printer.pk).update(
-            revision=F("revision") + 1, updated_at=timezone.now()
-        )
     if changed:
+        announce([printer.pk])  # the card shows the name, tags, location, material...
         shown = ", ".join("API key" if n == "api_key" else n.replace("_", " ") for n in changed)
         printer_event_record(
             printer=printer, kind=PrinterEvent.Kind.CONFIG, message=f"Changed {shown}", by=by
         )
+    if is_user(by):
+        # Field names only: the API key's value never goes into the log.
+        detail = f"changed: {', '.join(changed) or 'nothing'}"
+        if "base_url" in changed:
+            detail += f" (address now {address_shown(printer.base_url)})"
+        audit_record(by, "printer.edit", target=printer, detail=detail, via=via)
     return printer
 
 
 @transaction.atomic
-def printer_delete(*, printer: Printer) -> None:
+def printer_delete(*, printer: Printer, by: object = None, via: str = "web") -> None:
+    pk = printer.pk
+    if is_user(by):
+        audit_record(by, "printer.delete", target=printer, via=via)  # first: the row still has its pk
     printer.delete()
+    announce(removed=[pk])
 
 
-def printer_event_record(*, printer: Printer | int, kind: str, message: str, by: str = "") -> PrinterEvent:
+def printer_event_record(
+    *, printer: Printer | int, kind: str, message: str, by: object = None
+) -> PrinterEvent:
     printer_id = printer if isinstance(printer, int) else printer.pk
+    message = clean_text(message, 500)
     return PrinterEvent.objects.create(
-        printer_id=printer_id, at=timezone.now(), kind=kind, message=clean_text(message, 500), by=by
+        printer_id=printer_id, at=timezone.now(), kind=kind, message=message, by=user_name(by)
     )
+
+
+@transaction.atomic
+def printer_command_record(
+    *, printer: Printer, command: str, event: str, outcome: str, by: object = None, via: str = "web"
+) -> None:
+    """A card command sent (or refused, or failed): its event, and its audit entry when a user sent it."""
+    printer_event_record(printer=printer, kind=PrinterEvent.Kind.COMMAND, message=event, by=by)
+    if is_user(by):
+        audit_record(by, "printer.command", target=printer, detail=f"{command}: {outcome}", via=via)
+
+
+def printer_bed_set(printer_id: int, *, clear: bool, by: object = None, via: str = "web") -> bool:
+    """Mark a printer's bed clear (an operator removed the print) or occupied (a print ended).
+
+    An update, not a save: the poller reloads a printer whose configuration changed, and a
+    bed is not configuration. The status row's revision moves so open dashboards redraw.
+    An operator's "bed cleared" is audited even when the bed was already clear: it is what
+    they said."""
+    with transaction.atomic():
+        changed = Printer.objects.filter(pk=printer_id).exclude(bed_clear=clear).update(bed_clear=clear)
+        if changed:
+            announce([printer_id])
+            if clear:
+                printer_event_record(
+                    printer=printer_id, kind=PrinterEvent.Kind.COMMAND, message="Bed cleared", by=by
+                )
+        if clear and is_user(by) and (printer := Printer.objects.filter(pk=printer_id).first()):
+            audit_record(by, "printer.bed_cleared", target=printer, via=via)
+    return bool(changed)
 
 
 def _describe_transition(old: str, new: PrinterStatus) -> tuple[str, str]:
@@ -196,7 +248,9 @@ def printer_status_apply(*, changes: StatusChanges, now: dt.datetime | None = No
             [PrinterEvent(printer_id=pk, at=now, kind=kind, message=msg) for pk, kind, msg in changes.events],
             batch_size=200,
         )
-    return [int(row["id"]) for row in changes.rows]
+    written = [int(row["id"]) for row in changes.rows]
+    announce(written, bumped=True)
+    return written
 
 
 # PostgreSQL type of each status field in the JSON the batched UPDATE reads.

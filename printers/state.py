@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import ClassVar
 
 
 class State(StrEnum):
@@ -17,9 +18,24 @@ class State(StrEnum):
     ERROR = "error"
     MAINTENANCE = "maintenance"  # disabled by an operator, not polled
 
+    # The sets every rule is phrased in (dispatch, commands, cards, drivers), defined once
+    # below the class (an enum body would make them members).
+    RUNNING: ClassVar[frozenset[State]]  # a print under way: it can be paused or cancelled
+    FREE: ClassVar[frozenset[State]]  # no print: can take a job (once its bed is clear), preheat
+    UNREACHABLE: ClassVar[frozenset[State]]  # host or firmware not answering: a print's fate unknown
+    REACHABLE: ClassVar[frozenset[State]]  # takes commands (maintenance is not polled, not refused)
+    NO_READING: ClassVar[frozenset[State]]  # no live reading: temperatures are not shown
+
     @property
     def label(self) -> str:
         return self.value.capitalize()
+
+
+State.RUNNING = frozenset({State.PRINTING, State.PAUSED})
+State.FREE = frozenset({State.IDLE, State.FINISHED})
+State.UNREACHABLE = frozenset({State.OFFLINE, State.CONNECTING})
+State.REACHABLE = frozenset(State) - State.UNREACHABLE
+State.NO_READING = frozenset({State.OFFLINE, State.MAINTENANCE})
 
 
 # Temperatures outside this band are sensor garbage (disconnected thermistor reads
@@ -64,6 +80,20 @@ def clean_percent(value: object) -> float | None:
     if not math.isfinite(value):
         return None
     return round(min(max(float(value), 0.0), 100.0), 1)
+
+
+def shown_state(*, enabled: bool, stored: str | None) -> State:
+    """The state a printer is shown in, and its commands judged by: a disabled printer is in
+    maintenance whatever its last reading said; no reading yet is connecting; a value this
+    version doesn't know (a newer release wrote it) is an error."""
+    if not enabled:
+        return State.MAINTENANCE
+    if stored is None:
+        return State.CONNECTING
+    try:
+        return State(stored)
+    except ValueError:
+        return State.ERROR
 
 
 @dataclass(frozen=True, slots=True)

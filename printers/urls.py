@@ -15,4 +15,6 @@ urlpatterns = [
     # Same name, with the printer: a blank API key then means "the stored one".
     path("printers/<int:pk>/test-connection/", views.test_connection, name="test_connection"),
     path("printers/<int:pk>/command/<slug:name>/", views.printer_command, name="command"),
+    path("printers/<int:pk>/bed-cleared/", views.bed_cleared, name="bed_cleared"),
+    path("poller-health/", views.poller_health_banner, name="poller_health"),
 ]

@@ -13,16 +13,12 @@ import logging
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
-from django_htmx.middleware import HtmxDetails
 
 from printers.cards import render_grid_cards
 from printers.commands import COMMANDS, Outcome, command_send, connection_probe
@@ -30,10 +26,9 @@ from printers.drivers.base import address_shown
 from printers.forms import ConnectionTestForm, PrinterForm
 from printers.models import Printer, Tag
 from printers.presenters import DashboardFilters, card_for, cards_for, state_counts, temperature_chart
-from printers.realtime import apublish_changes
-from printers.services import printer_create, printer_delete, printer_update
-from printfarm.accounts.audit import audit_record
-from printfarm.accounts.roles import admin_required, operator_required, viewer_required
+from printers.services import printer_bed_set, printer_create, printer_delete, printer_update
+from printfarm.accounts.roles import admin_required, operator_required, role_of, viewer_required
+from printfarm.web import HtmxHttpRequest, render_fragment_or_page, safe_next, wants_fragment
 
 logger = logging.getLogger(__name__)
 
@@ -42,17 +37,7 @@ EVENTS_SHOWN = 50
 SAVE_PROBE_TIMEOUT = 3.0
 
 
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
-
-
 arender = sync_to_async(render)
-aaudit_record = sync_to_async(audit_record)
-
-
-def _wants_fragment(request: HtmxHttpRequest) -> bool:
-    # A history restore after a cache miss asks for the whole page, HX-Request or not.
-    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 # -- dashboard ------------------------------------------------------------------------------
@@ -78,12 +63,7 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         "view_links": filters.view_links(),
         "all_states_href": filters.href(state=""),
     }
-    template_name = "printers/dashboard.html"
-    if _wants_fragment(request):
-        template_name += "#printer-grid"
-    response = render(request, template_name, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    return render_fragment_or_page(request, "printers/dashboard.html", "printer-grid", context)
 
 
 # -- detail ---------------------------------------------------------------------------------
@@ -123,16 +103,8 @@ def _form_page(
     return render(request, "printers/printer_form.html", context)
 
 
-def _changes(form: PrinterForm) -> str:
-    # Field names only (the API key's value never goes into the log), and where it now points.
-    changed = ", ".join(form.changed_data) or "nothing"
-    if "base_url" in form.changed_data:
-        changed += f" (address now {form.cleaned_data['base_url']})"
-    return f"changed: {changed}"
-
-
-def _save(form: PrinterForm, printer: Printer | None, by: str) -> Printer | None:
-    """Validate (the unique-name check queries) and save through the services."""
+def _save(form: PrinterForm, printer: Printer | None, by: object) -> Printer | None:
+    """Validate (the unique-name check queries) and save through the services (which audit)."""
     if not form.is_valid():
         return None
     tags = form.cleaned_data["tags"]
@@ -171,9 +143,8 @@ async def printer_add(request: HtmxHttpRequest) -> HttpResponse:
     form = PrinterForm(request.POST if request.method == "POST" else None)
     if form.is_bound:
         user = await request.auser()
-        printer = await sync_to_async(_save)(form, None, user.get_username())
+        printer = await sync_to_async(_save)(form, None, user)
         if printer is not None:
-            await aaudit_record(user, "printer.add", target=printer, detail=printer.base_url)
             await _check_after_save(request, printer)
             return redirect(printer)
     return await sync_to_async(_form_page)(request, form, None)
@@ -187,20 +158,11 @@ async def printer_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = await sync_to_async(PrinterForm)(data, instance=printer)  # reads the tags
     if form.is_bound:
         user = await request.auser()
-        saved = await sync_to_async(_save)(form, printer, user.get_username())
+        saved = await sync_to_async(_save)(form, printer, user)
         if saved is not None:
-            await aaudit_record(user, "printer.edit", target=saved, detail=_changes(form))
-            await apublish_changes([saved.pk])  # with Redis; the change feed finds it otherwise
             await _check_after_save(request, saved)
             return redirect(saved)
     return await sync_to_async(_form_page)(request, form, printer)
-
-
-def _delete(printer: Printer, user: object) -> None:
-    # Recorded first (the row still has its pk), in one transaction with the delete.
-    with transaction.atomic():
-        audit_record(user, "printer.delete", target=printer)
-        printer_delete(printer=printer)
 
 
 @admin_required
@@ -211,11 +173,10 @@ async def printer_delete_view(request: HtmxHttpRequest, pk: int) -> HttpResponse
         return await arender(request, "printers/printer_confirm_delete.html", {"printer": printer})
     name = printer.name
     user = await request.auser()
-    await sync_to_async(_delete)(printer, user)
-    await apublish_changes([pk])  # with Redis, open dashboards drop the card
+    await sync_to_async(printer_delete)(printer=printer, by=user)
     logger.info("Printer %s (%s) deleted by %s", pk, name, user.get_username())
     messages.success(request, f"Deleted {name}.")
-    if request.htmx:
+    if wants_fragment(request):
         return HttpResponseClientRedirect(reverse("printers:dashboard"))
     return redirect("printers:dashboard")
 
@@ -247,7 +208,7 @@ async def test_connection(request: HtmxHttpRequest, pk: int | None = None) -> Ht
             f"{form.fields[name].label or name}: {' '.join(errors)}" for name, errors in form.errors.items()
         ]
         outcome = Outcome(ok=False, message="Can't test yet — " + "; ".join(problems))
-    if _wants_fragment(request):
+    if wants_fragment(request):
         return await arender(request, "printers/printer_form.html#connection-result", {"outcome": outcome})
 
     def page() -> HttpResponse:  # without JS: the whole form again, with the result
@@ -262,15 +223,6 @@ def _card_response(request: HttpRequest, pk: int, outcome: Outcome) -> HttpRespo
     return render(request, "printers/dashboard.html#printer-card", context)
 
 
-def _back(request: HttpRequest) -> str:
-    referer = request.headers.get("referer", "")
-    if referer and url_has_allowed_host_and_scheme(
-        referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return referer
-    return reverse("printers:dashboard")
-
-
 @operator_required
 @require_POST
 async def printer_command(request: HtmxHttpRequest, pk: int, name: str) -> HttpResponse:
@@ -279,10 +231,35 @@ async def printer_command(request: HtmxHttpRequest, pk: int, name: str) -> HttpR
         raise Http404(f"No command {name!r}")
     printer = await aget_object_or_404(Printer, pk=pk)
     user = await request.auser()
-    outcome = await command_send(printer=printer, command=command, by=user.get_username())
-    await aaudit_record(user, "printer.command", target=printer, detail=f"{command.name}: {outcome.message}")
-    if request.htmx:
+    outcome = await command_send(printer=printer, command=command, by=user)
+    if wants_fragment(request):
         return await sync_to_async(_card_response)(request, pk, outcome)
     level = messages.SUCCESS if outcome.ok else messages.ERROR
     messages.add_message(request, level, f"{printer.name}: {outcome.message}")
-    return HttpResponseRedirect(_back(request))
+    return HttpResponseRedirect(safe_next(request, reverse("printers:dashboard")))
+
+
+@operator_required
+@require_POST
+def bed_cleared(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The operator took the print off: the printer may take its next job."""
+    printer = get_object_or_404(Printer, pk=pk)
+    printer_bed_set(printer.pk, clear=True, by=request.user)
+    if wants_fragment(request):
+        outcome = Outcome(ok=True, message="Bed marked clear: the next job can start.")
+        return _card_response(request, pk, outcome)
+    messages.success(request, f"{printer.name}: bed marked clear.")
+    return redirect(safe_next(request, reverse("printers:dashboard")))
+
+
+# -- poller health --------------------------------------------------------------------------
+
+
+@require_GET
+def poller_health_banner(request: HttpRequest) -> HttpResponse:
+    """The "is the poller running?" banner alone, for its own refresh every 10 s."""
+    if role_of(request.user) is None:
+        # 286 stops htmx's polling: a signed-out tab is not sent to the login page behind
+        # the user's back (the next click gets there).
+        return HttpResponse(status=286)
+    return render(request, "printers/poller_health.html")

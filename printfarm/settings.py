@@ -81,6 +81,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "printfarm.accounts.roles.roles",
+                "printers.health.poller_health_context",
             ],
         },
     },
@@ -239,6 +240,11 @@ PRINTFARM_POLL_TIMEOUT = env_float("PRINTFARM_POLL_TIMEOUT", 3.0)
 PRINTFARM_BACKOFF_MAX = env_float("PRINTFARM_BACKOFF_MAX", 60.0)
 # Live updates without Redis: each web process reads the status change feed this often.
 PRINTFARM_FEED_INTERVAL = env_float("PRINTFARM_FEED_INTERVAL", 1.0)
+# Live status counts as stopped when a poller shard has not written its heartbeat for this
+# long (printers.health): every page then says so and marks that shard's cards stale.
+PRINTFARM_POLLER_STALE_SECONDS = env_float(
+    "PRINTFARM_POLLER_STALE_SECONDS", max(15.0, 3 * PRINTFARM_POLL_INTERVAL)
+)
 
 # Files and jobs (jobs app)
 PRINTFARM_FILES_DIR = DATA_DIR / "files"

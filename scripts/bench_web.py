@@ -59,7 +59,7 @@ def seed(count: int) -> None:
         state = rng.choice(
             [State.PRINTING] * 5 + [State.IDLE] * 3 + [State.PAUSED, State.OFFLINE, State.ERROR]
         )
-        printing = state in (State.PRINTING, State.PAUSED)
+        printing = state in State.RUNNING
         readings.append(
             (
                 printer.pk,

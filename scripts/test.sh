@@ -24,7 +24,11 @@ if .venv/bin/python scripts/services_up.py "$PG_URL" "$RD_URL"; then
     printfarm/ops/tests/test_metrics.py printfarm/ops/tests/test_busy.py printfarm/tests/test_crypto.py \
     printfarm/tests/test_lockout.py jobs/tests/test_queue_concurrency.py printers/tests/test_status_batch.py \
     printfarm/tests/test_db_pool.py printfarm/tests/test_load.py jobs/tests/test_dispatch_truth.py \
-    jobs/tests/test_chaos.py printfarm/api/tests/test_errors.py printfarm/api/tests/test_patch.py "$@"
+    jobs/tests/test_chaos.py printfarm/api/tests/test_errors.py printfarm/api/tests/test_patch.py \
+    printfarm/tests/test_change_path.py printers/tests/test_poller_health.py printers/tests/test_command_answers.py \
+    printers/tests/test_card_numbers.py jobs/tests/test_print_numbers.py printfarm/api/tests/test_queue_reasons.py \
+    jobs/tests/test_next_up.py printfarm/tests/test_upload_paths.py printfarm/tests/test_web.py \
+    printers/tests/test_state_counts.py printfarm/api/tests/test_schema_sources.py "$@"
 elif [ -n "${CI:-}" ]; then
   echo "PostgreSQL or Redis is not answering on 127.0.0.1; CI needs both." >&2
   exit 1

@@ -1,5 +1,4 @@
-"""Each test gets its own files directory, so what one stores another doesn't see; the
-simulated farm the dispatch tests drive."""
+"""The simulated farm the dispatch tests drive (the files directory is the root conftest's)."""
 
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,12 +10,6 @@ from django.db import connections
 from printers.simulator import SimulatedFarm
 
 SPEED = 60.0  # a file estimated at 60 s prints in 1 s
-
-
-@pytest.fixture(autouse=True)
-def files_dir(settings, tmp_path):
-    settings.PRINTFARM_FILES_DIR = tmp_path / "files"
-    return settings.PRINTFARM_FILES_DIR
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -17,6 +17,7 @@ from printers.coordinator import Coordinator
 from printers.models import Printer
 from printers.services import printer_create
 from printers.simulator import SimulatedFarm
+from printfarm.testing import eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
 
@@ -47,19 +48,6 @@ async def running(**options) -> AsyncIterator[Dispatcher]:
     finally:
         await dispatcher.aclose()
         await coordinator.aclose()
-
-
-async def eventually(predicate: Callable[[], object], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 def states() -> dict[int, str]:
@@ -194,7 +182,7 @@ async def test_poller_restart_mid_print_records_the_end_once(farm):
     async with running():
         await eventually(lambda: _equals(count(state=S.PRINTING), 1))
     # The poller is down while the print ends.
-    await asyncio.sleep(3.5)
+    await eventually(lambda: farm.print_log(0)[-1]["outcome"] != "in_progress")
     async with running():
         await eventually(lambda: _equals(count(state=S.COMPLETED), 1))
         await asyncio.sleep(0.5)

@@ -18,13 +18,13 @@ from jobs.tests.test_dispatch import (
     add_printers,
     count,
     events_of,
-    eventually,
     queue,
     running,
 )
 from jobs.transfer import remote_name_for
 from printers.commands import COMMANDS, command_send
 from printers.models import Printer, PrinterStatusRow
+from printfarm.testing import eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
 
@@ -134,6 +134,8 @@ async def test_cancel_from_the_card_is_recorded_with_who(farm):
     (job,) = await queue(file)
     async with running():
         await eventually(lambda: _equals(count(state=S.PRINTING), 1))
+        # The card offers cancel once the poller has recorded the print.
+        await eventually(PrinterStatusRow.objects.filter(printer_id=printer.pk, state="printing").aexists)
         printer = await Printer.objects.aget(pk=printer.pk)
         outcome = await command_send(printer=printer, command=COMMANDS["cancel"], by="alice")
         assert outcome.ok

@@ -19,23 +19,12 @@ from jobs import charts, stats
 from jobs.models import GcodeFile, Job
 from jobs.tests.factories import make_file
 from printers.services import printer_delete
-from printers.tests.factories import PrinterFactory, UserFactory
+from printers.tests.factories import PrinterFactory
 
 pytestmark = pytest.mark.django_db
 
 HX = {"HTTP_HX_REQUEST": "true"}
 UTC = dt.UTC
-
-
-@pytest.fixture
-def user():
-    return UserFactory()
-
-
-@pytest.fixture
-def web(client, user):
-    client.force_login(user)
-    return client
 
 
 def day(days_ago: int, hour: int = 6) -> dt.datetime:

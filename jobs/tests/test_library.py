@@ -41,12 +41,8 @@ def with_thumbnail(data: bytes) -> bytes:
 
 
 @pytest.fixture
-def user(db):
-    return UserFactory()
-
-
-@pytest.fixture
 def client(user) -> Client:
+    """Signed in as `user`, like the root conftest's `web` (every test here takes it as `client`)."""
     client = Client()
     client.force_login(user)
     return client

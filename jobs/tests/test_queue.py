@@ -66,7 +66,7 @@ def printer(pk: int = 1, **fields) -> Candidate:
     ],
 )
 def test_reasons_say_why_a_job_is_not_on_a_printer(needs, candidate, expected):
-    assert reasons(needs, candidate, NOW) == expected
+    assert [r.text for r in reasons(needs, candidate, NOW)] == expected
 
 
 def test_plan_gives_each_job_in_order_the_first_free_printer_it_fits():
@@ -239,7 +239,7 @@ def test_bed_cleared_from_the_card(client):
     services.printer_bed_set(p.pk, clear=False)
     dashboard = client.get(reverse("printers:dashboard")).content.decode()
     assert "Bed not confirmed clear" in dashboard
-    response = client.post(reverse("jobs:bed_cleared", args=[p.pk]), headers={"HX-Request": "true"})
+    response = client.post(reverse("printers:bed_cleared", args=[p.pk]), headers={"HX-Request": "true"})
     assert b"Bed marked clear" in response.content
     assert Printer.objects.get(pk=p.pk).bed_clear
 

@@ -12,19 +12,14 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
-from django_htmx.middleware import HtmxDetails
 
 from jobs import charts, stats
 from printers.models import Printer
 from printfarm.accounts.roles import viewer_required
+from printfarm.web import HtmxHttpRequest, render_fragment_or_page
 
 PAGE_SIZE = 50
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 @viewer_required
@@ -41,12 +36,7 @@ def history(request: HtmxHttpRequest) -> HttpResponse:
         "outcomes": stats.OUTCOMES.items(),
         "periods": stats.HISTORY_PERIODS.items(),
     }
-    template_name = "jobs/history.html"
-    if request.htmx and not request.htmx.history_restore_request:
-        template_name += "#history-results"
-    response = render(request, template_name, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    return render_fragment_or_page(request, "jobs/history.html", "history-results", context)
 
 
 class _Echo:

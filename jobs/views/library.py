@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import get_object_or_404, redirect, render
@@ -16,8 +14,9 @@ from django.views.decorators.http import require_GET, require_POST
 from jobs import library
 from jobs.forms import QueueForm
 from jobs.models import GcodeFile
-from printfarm.accounts.audit import audit_record
+from jobs.uploads import upload_receive
 from printfarm.accounts.roles import operator_required, viewer_required
+from printfarm.web import HtmxHttpRequest, render_fragment_or_page
 
 PAGE_SIZE = 50
 SORTS = {
@@ -30,7 +29,7 @@ SORTS = {
 
 @viewer_required
 @require_GET
-def file_list(request: HttpRequest) -> HttpResponse:
+def file_list(request: HtmxHttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
     sort = request.GET.get("sort", "new")
     order = SORTS.get(sort, SORTS["new"])[0]
@@ -45,10 +44,7 @@ def file_list(request: HttpRequest) -> HttpResponse:
         "max_text": library.human_size(settings.PRINTFARM_UPLOAD_MAX_BYTES),
         "extensions": ", ".join(library.EXTENSIONS),
     }
-    template = (
-        "jobs/library.html#file-table" if request.htmx and not request.htmx.boosted else "jobs/library.html"
-    )
-    return render(request, template, context)
+    return render_fragment_or_page(request, "jobs/library.html", "file-table", context)
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -60,48 +56,24 @@ def _wants_json(request: HttpRequest) -> bool:
 @require_POST
 async def file_upload(request: HttpRequest) -> HttpResponse:
     """Receive one or many files; each is streamed to disk, hashed, and refused or stored."""
-    handler = library.GcodeUploadHandler(request)
-    request.upload_handlers = [handler]
-    # Parsing copies the body to its files: its own thread, so page loads don't queue behind it.
-    csrf_refusal = await sync_to_async(_parse_and_check_csrf, thread_sensitive=False)(request)
-    if csrf_refusal is not None:
-        for received in handler.received:
-            received.discard()
-        return csrf_refusal
-    user = await request.auser()
-    stored = [await sync_to_async(_store)(received, user) for received in handler.received]
-    errors = list(handler.rejected)
-    if not stored and not errors:
-        errors.append("No file arrived; choose a G-code file to upload.")
+    upload = await upload_receive(request, by=await request.auser(), via="web", check=_csrf_refusal)
+    if upload.refusal is not None:
+        return upload.refusal
     if _wants_json(request):
-        status = 201 if stored and not errors else (413 if any("limit" in e for e in errors) else 400)
-        if stored and errors:
-            status = 207
-        return JsonResponse(
-            {
-                "stored": [
-                    {"id": s.file.pk, "name": s.file.name, "created": s.created, "message": s.message}
-                    for s in stored
-                ],
-                "errors": errors,
-            },
-            status=status,
-        )
-    for s in stored:
+        stored = [
+            {"id": s.file.pk, "name": s.file.name, "created": s.created, "message": s.message}
+            for s in upload.kept
+        ]
+        return JsonResponse({"stored": stored, "errors": list(upload.errors)}, status=upload.status)
+    for s in upload.kept:
         messages.success(request, s.message)
-    for error in errors:
+    for error in upload.errors:
         messages.error(request, error)
     return redirect("jobs:library")
 
 
-def _store(received: library.IncomingFile, user: object) -> library.Stored:
-    stored = library.store(received, by=user)
-    audit_record(user, "file.upload", target=stored.file, detail=stored.message)
-    return stored
-
-
-def _parse_and_check_csrf(request: HttpRequest) -> HttpResponse | None:
-    request.FILES  # noqa: B018 - reads the multipart body through our handler
+def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
+    # The body is read by now (through the upload handler), so the token field can be checked.
     return CsrfViewMiddleware(lambda r: HttpResponse()).process_view(request, None, (), {})
 
 
@@ -132,10 +104,7 @@ def file_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
 def file_delete(request: HttpRequest, pk: int) -> HttpResponse:
     file = get_object_or_404(GcodeFile.objects.present(), pk=pk)
     try:
-        # Recorded first (a file without history loses its pk), undone with a refused delete.
-        with transaction.atomic():
-            audit_record(request.user, "file.delete", target=file)
-            library.delete(file)
+        library.delete(file, by=request.user, via="web")
     except library.FileInUse as exc:
         messages.error(request, str(exc))
         return redirect("jobs:file", pk=pk)

@@ -38,6 +38,9 @@ STATUS_PATH = (
     "&extruder=temperature,target&heater_bed=temperature,target"
 )
 
+# Moonraker runs without Klippy (the Klipper service stopped, or not up yet since Moonraker started).
+_NO_KLIPPY = "Moonraker has no connection to Klipper — is the Klipper service running?"
+
 _JOB_STATES: dict[str, tuple[State, str]] = {
     "standby": (State.IDLE, ""),
     "printing": (State.PRINTING, ""),
@@ -49,8 +52,36 @@ _JOB_STATES: dict[str, tuple[State, str]] = {
 }
 
 
-def parse_status(payload: object) -> PrinterStatus:
-    """Map a /printer/objects/query reply onto PrinterStatus.
+# Progress a print must reach before its time since the start says how long the rest takes,
+# when that is all there is: the first few percent are start G-code run while heating.
+EXTRAPOLATE_FROM = 0.05
+
+
+def print_seconds(print_duration: float | None, total_duration: float | None) -> float | None:
+    """How long a print has printed. Klipper's print_duration leaves out pauses and the time
+    before the first extrusion (klippy/extras/print_stats.py), so it reads 0 while the printer
+    heats, and for the whole print on a host without an extruder: then the time since the
+    start (total_duration, pauses included) is the only clock there is."""
+    if print_duration is not None and print_duration > 0:
+        return print_duration
+    return total_duration if total_duration else print_duration
+
+
+def waiting_for_clock(payload: object) -> str:
+    """The file of a running print whose print clock has not started (its slicer estimate
+    tells the time left), or ""."""
+    result = payload.get("result") if isinstance(payload, dict) else None
+    objects = result.get("status") if isinstance(result, dict) else None
+    print_stats = obj(objects, "print_stats") if isinstance(objects, dict) else {}
+    if print_stats.get("state") not in ("printing", "paused"):
+        return ""
+    started = (number(print_stats.get("print_duration")) or 0) > 0
+    return "" if started else text(print_stats.get("filename"))
+
+
+def parse_status(payload: object, *, estimate: float | None = None) -> PrinterStatus:
+    """Map a /printer/objects/query reply onto PrinterStatus; `estimate` is the slicer's print
+    time of the loaded file (s), when known.
 
     Fields that are missing or of the wrong type read as unknown (None / ""); only a reply
     without the {"result": {"status": {...}}} envelope is an error.
@@ -98,14 +129,24 @@ def parse_status(payload: object) -> PrinterStatus:
     if fraction is not None:
         fraction = min(max(fraction, 0.0), 1.0)
     duration = number(print_stats.get("print_duration"))
+    total = number(print_stats.get("total_duration"))
 
     # Klipper reports no ETA; extrapolate from the byte progress of the file (crude while the
-    # first layers are slow, but it needs no metadata request on the polling path).
+    # first layers are slow, but it needs no metadata request on the polling path). Until
+    # Klipper's print clock starts, 0 s printed says nothing about the rest: the slicer's
+    # estimate does (one metadata request per file), else the time since the start once the
+    # print is well under way; otherwise it is unknown, never "0 s left".
     remaining: int | None = None
     if state is State.FINISHED:
         remaining = 0
-    elif state in (State.PRINTING, State.PAUSED) and fraction and duration is not None:
-        remaining = clean_seconds(max(duration / fraction - duration, 0.0))
+    elif state in State.RUNNING and fraction is not None:
+        if duration is not None and duration > 0:
+            if fraction:
+                remaining = clean_seconds(max(duration / fraction - duration, 0.0))
+        elif estimate is not None and estimate > 0:
+            remaining = clean_seconds(estimate * (1.0 - fraction))
+        elif total and fraction >= EXTRAPOLATE_FROM:
+            remaining = clean_seconds(max(total / fraction - total, 0.0))
 
     filename = print_stats.get("filename")
     return PrinterStatus(
@@ -117,7 +158,7 @@ def parse_status(payload: object) -> PrinterStatus:
         bed_target=clean_temp(bed.get("target")),
         progress=None if fraction is None else clean_percent(fraction * 100),
         file=text(filename),
-        elapsed=clean_seconds(duration),
+        elapsed=clean_seconds(print_seconds(duration, total)),
         remaining=remaining,
     )
 
@@ -143,7 +184,9 @@ def parse_history(payload: object, remote_name: str) -> PrintRecord | None:
     return PrintRecord(
         file=text(entry.get("filename")),
         outcome=text(entry.get("status")) or "unknown",
-        print_seconds=clean_seconds(number(entry.get("print_duration"))),
+        print_seconds=clean_seconds(
+            print_seconds(number(entry.get("print_duration")), number(entry.get("total_duration")))
+        ),
     )
 
 
@@ -166,12 +209,17 @@ class MoonrakerDriver(RestDriver):
         super().__init__(config, client)
         self._status_request = self.status_request(self.url(STATUS_PATH))
         self._server_info_url = self.url("/server/info")
+        self._metadata_url = self.url("/server/files/metadata")
+        self._estimate: tuple[str, float | None] | None = None  # (file, slicer estimate s)
 
     async def fetch_status(self) -> PrinterStatus:
         response = await self.send_status(self._status_request)
         code = response.status_code
         if code == 200:
-            return parse_status(self.parse_json(response, "/printer/objects/query"))
+            payload = self.parse_json(response, "/printer/objects/query")
+            waiting = waiting_for_clock(payload)
+            estimate = await self._slicer_estimate(waiting) if waiting else None
+            return parse_status(payload, estimate=estimate)
         if code in (401, 403):
             raise auth_error(response)
         if code in (400, 404, 503):
@@ -180,6 +228,23 @@ class MoonrakerDriver(RestDriver):
             # answering 404 for everything: /server/info tells which (Moonraker 0.11, §1.6).
             return await self._not_ready_status(response)
         raise http_error(response)
+
+    async def _slicer_estimate(self, filename: str) -> float | None:
+        """The file's estimated_time from Moonraker's metadata, asked once per file (a failed
+        ask too: the poll must not wait on it again; the time left is then extrapolated)."""
+        if self._estimate is not None and self._estimate[0] == filename:
+            return self._estimate[1]
+        seconds = None
+        try:
+            response = await self._get_unless_missing(self._metadata_url, params={"filename": filename})
+            payload = self.parse_json(response, "/server/files/metadata") if response is not None else None
+        except DriverError:
+            payload = None
+        result = payload.get("result") if isinstance(payload, dict) else None
+        if isinstance(result, dict):
+            seconds = number(result.get("estimated_time"))
+        self._estimate = (filename, seconds if seconds is not None and seconds > 0 else None)
+        return self._estimate[1]
 
     async def _server_info(self) -> Mapping[str, Any] | None:
         """/server/info's result, or None when nothing at this address speaks Moonraker."""
@@ -258,21 +323,48 @@ class MoonrakerDriver(RestDriver):
         response = await self.send("POST", self.url(path), params=params, json=json, timeout=timeout)
         if response.is_success:
             return
-        raise self._command_error(response)
+        raise await self._command_error(response)
 
-    def _command_error(self, response: httpx.Response) -> DriverError:
+    async def _command_error(self, response: httpx.Response) -> DriverError:
+        """The one place a refused Moonraker command becomes the operator's words.
+
+        404: Klippy's endpoints (gcode/script, emergency_stop) don't exist in Moonraker until
+        Klippy first connects; 503 "Klippy Host not connected": it is gone; 400: Klippy's
+        refusal, its state message when it is not ready (startup, shutdown, error). Which one
+        it is, /server/info's klippy_state says (Moonraker 0.9–0.11, printer-protocols §1.6).
+        """
         code = response.status_code
         if code == 401:
             return auth_error(response)
+        if code in (400, 404, 503):
+            try:
+                info = await self._server_info()
+                if info is None:
+                    return self._no_api()
+                not_ready = await self._klipper_not_ready(info)
+            except DriverError:
+                not_ready = ""  # can't tell: the refusal's own words below
+            if not_ready:
+                return PrinterBusy(f"Klipper is not ready: {not_ready}")
         if code in (400, 403):
-            # 400 carries Klippy's refusal ("Print already in progress", "Printer is
-            # shutdown"); 403 a file in use.
+            # Klippy's refusal with Klipper ready ("SD busy"); 403 a file in use.
             return busy_error(response)
         if code == 503:
-            return DriverError(
-                "Klipper is not ready (HTTP 503)" + (f": {t}" if (t := error_text(response)) else "")
-            )
+            return PrinterBusy(f"Klipper is not ready: {error_text(response) or _NO_KLIPPY}")
         return http_error(response)
+
+    async def _klipper_not_ready(self, info: Mapping[str, Any]) -> str:
+        """What keeps Klipper from taking commands, from /server/info (and Klipper's own state
+        message from /printer/info); "" when it is ready."""
+        klippy_state = text(info.get("klippy_state"))
+        if info.get("klippy_connected") is False or klippy_state == "disconnected":
+            return _NO_KLIPPY
+        if klippy_state in ("", "ready"):
+            return ""  # ready, or a Moonraker that doesn't say: the refusal's own words
+        printer_info = await self._printer_info()
+        message = text(printer_info.get("state_message")) if printer_info is not None else ""
+        # Klipper's state messages are wrapped over several lines.
+        return " ".join(message.split()) or f"Klipper is in {klippy_state}"
 
     async def pause(self) -> None:
         await self._command("/printer/print/pause")
@@ -308,7 +400,7 @@ class MoonrakerDriver(RestDriver):
             timeout=self._command_timeout,
         )
         if not response.is_success:
-            raise self._command_error(response)
+            raise await self._command_error(response)
         # Moonraker answers {"result": "ok"} once Klippy took SDCARD_PRINT_FILE; anything else
         # (a proxy's page, a truncated body) says nothing about whether the print began.
         try:

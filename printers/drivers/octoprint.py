@@ -17,6 +17,7 @@ from printers.drivers.rest import (
     auth_error,
     busy_error,
     check_target,
+    error_text,
     http_error,
     obj,
     text,
@@ -153,7 +154,7 @@ def _state(flags: Mapping[str, Any], state_text: str) -> State:
     by_text = _from_text(state_text)
     if flags.get("ready") is True or flags.get("operational") is True:
         # "Finishing", "Starting", "Resuming" can come with only operational set.
-        return by_text if by_text in (State.PRINTING, State.PAUSED) else State.IDLE
+        return by_text if by_text in State.RUNNING else State.IDLE
     return by_text if by_text is not None else State.CONNECTING
 
 
@@ -220,13 +221,39 @@ class OctoPrintDriver(RestDriver):
         response = await self.send("POST", self.url(path), json=body, timeout=timeout)
         if response.is_success:
             return response
+        raise await self._command_error(response)
+
+    async def _command_error(self, response: httpx.Response) -> DriverError:
+        """The one place a refused OctoPrint command becomes the operator's words: its 409
+        texts (server/api/job.py, printer.py, 1.11) say what the printer's state forbids."""
         code = response.status_code
         if code in (401, 403):
-            raise auth_error(response)
-        if code == 409:
-            # "Printer is not operational", "Printer is not printing", a job is active…
-            raise busy_error(response)
-        raise http_error(response)
+            return auth_error(response)
+        if code != 409:
+            return http_error(response)
+        refusal = error_text(response)
+        if refusal.startswith("Printer is not operational"):
+            return PrinterBusy(await self._not_operational())
+        if refusal.startswith("Printer is neither printing nor paused"):
+            return PrinterBusy("Nothing is printing")
+        if refusal.startswith("Printer already has an active print job"):
+            return PrinterBusy("A print is already running")
+        return busy_error(response)
+
+    async def _not_operational(self) -> str:
+        """Why OctoPrint has no printer to send to, from /api/job's state (200 without one)."""
+        try:
+            response = await self.send_status(self._job_request)
+            job = self.parse_json(response, JOB_PATH) if response.status_code == 200 else None
+        except DriverError:
+            job = None
+        state_text = text(job.get("state")) if isinstance(job, dict) else ""
+        if _is_error_text(state_text):
+            error = text(job.get("error")) if isinstance(job, dict) else ""
+            return "OctoPrint lost the printer after an error" + (f": {error}" if error else "")
+        if state_text != "Offline" and _from_text(state_text) is State.CONNECTING:
+            return f"OctoPrint is still connecting to the printer ({state_text})"
+        return "OctoPrint is not connected to the printer"
 
     async def pause(self) -> None:
         # Always an explicit action: without one OctoPrint toggles, and a retried or doubled

@@ -4,7 +4,8 @@
 
 Faults per printer (FAULTS): offline, blackhole (no answer; reset once cleared), slow, http500,
 malformed (garbage instead of
-doing the request), garbled (does the request, then answers garbage), not_ready, disconnect
+doing the request), garbled (does the request, then answers garbage), not_ready (firmware never
+connected: Klippy's Moonraker endpoints 404, OctoPrint's serial port closed), disconnect
 (firmware link lost mid-print), reset_upload, stall_upload. Every print start and end is kept:
 `farm.print_log()`, the control API's GET /prints, Moonraker's /server/history/*.
 

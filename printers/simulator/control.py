@@ -4,6 +4,8 @@ GET  /printers                    every printer (describe_printer)
 GET  /printers/{index}            one printer
 POST /printers/{index}/fault      {"fault": <one of FAULTS or null>, "delay": s}
 POST /printers/{index}/print      {"filename": ..., "duration": sim s}: start a print now
+POST /printers/{index}/extrusion  {"first_after": sim s or null}: when Klipper's print clock
+                                  starts in each print (null: never, a host without an extruder)
 GET  /printers/{index}/prints     that printer's print log
 GET  /prints                      every printer's print log, in start order
 GET  /stats, POST /stats/reset    request counters and status ages
@@ -82,6 +84,22 @@ async def start_print(request: web.Request) -> web.Response:
     return json_response(farm.describe_printer(index))
 
 
+async def set_extrusion(request: web.Request) -> web.Response:
+    farm: SimulatedFarm = request.app[FARM]
+    index = _index(request)
+    body = await read_json(request)
+    if "first_after" not in body:
+        raise _BadRequest('Expected {"first_after": <seconds or null>}')
+    seconds = body["first_after"]
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)):
+        raise _BadRequest("first_after must be a number of simulated seconds, or null")
+    try:
+        farm.set_first_extrusion(index, seconds)
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from exc
+    return json_response(farm.describe_printer(index))
+
+
 async def prints(request: web.Request) -> web.Response:
     farm: SimulatedFarm = request.app[FARM]
     index = _index(request) if "index" in request.match_info else None
@@ -117,6 +135,7 @@ def build_control_app(farm: SimulatedFarm) -> web.Application:
     app.router.add_get("/printers/{index}", printer_detail)
     app.router.add_post("/printers/{index}/fault", set_fault)
     app.router.add_post("/printers/{index}/print", start_print)
+    app.router.add_post("/printers/{index}/extrusion", set_extrusion)
     app.router.add_get("/printers/{index}/prints", prints)
     app.router.add_get("/prints", prints)
     app.router.add_get("/stats", stats)

@@ -398,6 +398,19 @@ class SimulatedFarm:
 
         self._call(run)
 
+    def set_first_extrusion(self, index: int, seconds: float | None) -> None:
+        """How many print seconds into each print (Moonraker) Klipper first extrudes; until then
+        its print_duration reads 0. None: never, like a host without an extruder. Default 0."""
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0
+        ):
+            raise ValueError("first extrusion must be a number of seconds >= 0, or null for never")
+
+        def run() -> None:
+            self._printer(index).first_extrusion = None if seconds is None else float(seconds)
+
+        self._call(run)
+
     def print_log(self, index: int | None = None) -> list[dict[str, Any]]:
         """Every print started on printer `index` (None: all printers), in start order: index,
         printer, protocol, job_id, filename, started, ended (unix time or None), outcome
@@ -461,6 +474,7 @@ class SimulatedFarm:
                 "state": p.summary_state(),
                 "fault": p.fault,
                 "fault_delay": p.fault_delay,
+                "first_extrusion": p.first_extrusion,
                 "file": p.job_file,
                 "progress": round(p.progress(now) * 100, 1) if p.job_file else None,
                 "hotend": p.extruder.temperature(now),

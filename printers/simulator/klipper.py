@@ -24,7 +24,7 @@ def printer_objects(printer: SimPrinter, now: float) -> dict[str, Callable[[], d
         return {"state": state, "state_message": message}
 
     def print_stats() -> dict[str, Any]:
-        duration = printer.print_duration(now)
+        duration = printer.klipper_duration(printer.print_duration(now))
         return {
             "filename": printer.job_file,
             "total_duration": round(printer.total_duration(now), 3),

@@ -2,8 +2,11 @@
 
 Also Moonraker's job history (`[history]` component): GET /server/history/list
 (limit, start, since, before, order) and GET /server/history/job?uid=, from the printer's
-print records. The "disconnect" fault reads as Klippy not connected: server/info says
-klippy_state "disconnected", /printer/* answers 503 "Klippy Host not connected".
+print records. The "disconnect" fault reads as Klippy gone after it was connected: server/info
+says klippy_state "disconnected", /printer/* answers 503 "Klippy Host not connected". The
+"not_ready" fault reads as Klippy never connected since Moonraker started (Moonraker 0.11):
+the endpoints Klippy registers (info, objects, gcode/script, emergency_stop) answer 404 "Not
+Found", Moonraker's own /printer/print/* and restarts 503 "Klippy Host not connected".
 """
 
 from __future__ import annotations
@@ -66,10 +69,18 @@ SPEC = ProtocolSpec(
 
 
 def _klippy_connected(request: web.Request) -> None:
-    """The 503 Moonraker answers with for /printer/* while it has no Klippy connection."""
+    """The 503 Moonraker's own /printer/* endpoints answer with while it has no Klippy connection."""
     printer: SimPrinter = request[PRINTER]
     if printer.fault == "not_ready" or printer.link == LOST:
         raise BadRequest("Klippy Host not connected", 503)
+
+
+def _klippy_endpoint(request: web.Request) -> None:
+    """An endpoint Klippy registers with Moonraker: Moonraker only routes it once Klippy has
+    connected (404 before, the default handler's JSON error), 503 while Klippy is gone."""
+    if request[PRINTER].fault == "not_ready":
+        raise BadRequest("Not Found", 404)
+    _klippy_connected(request)
 
 
 def _klippy_ready(request: web.Request) -> SimPrinter:
@@ -89,7 +100,7 @@ def _arg(request: web.Request, body: dict[str, Any], name: str) -> str | None:
 
 
 async def objects_query(request: web.Request) -> web.Response:
-    _klippy_connected(request)
+    _klippy_endpoint(request)
     wanted: dict[str, list[str] | None] = {}
     if request.method == "POST":
         body = await read_json(request)
@@ -113,7 +124,7 @@ async def objects_query(request: web.Request) -> web.Response:
 
 
 async def objects_list(request: web.Request) -> web.Response:
-    _klippy_connected(request)
+    _klippy_endpoint(request)
     return result({"objects": list(OBJECT_NAMES)})
 
 
@@ -123,12 +134,8 @@ async def objects_list(request: web.Request) -> web.Response:
 async def server_info(request: web.Request) -> web.Response:
     printer: SimPrinter = request[PRINTER]
     connected = printer.fault != "not_ready" and printer.link != LOST
-    # Brief contract: not_ready reads klippy_connected false + "startup" (real Moonraker says
-    # "disconnected" when it has no Klippy socket; drivers should treat both as not ready).
-    if printer.link == LOST:
-        klippy_state = "disconnected"
-    else:
-        klippy_state = webhooks_state(printer)[0] if connected else "startup"
+    # Without a Klippy socket Moonraker says "disconnected" (KlippyConnection.state).
+    klippy_state = webhooks_state(printer)[0] if connected else "disconnected"
     return result(
         {
             "klippy_connected": connected,
@@ -147,7 +154,7 @@ async def server_info(request: web.Request) -> web.Response:
 
 
 async def printer_info(request: web.Request) -> web.Response:
-    _klippy_connected(request)
+    _klippy_endpoint(request)
     printer: SimPrinter = request[PRINTER]
     state, message = webhooks_state(printer)
     return result(
@@ -240,7 +247,7 @@ async def print_cancel(request: web.Request) -> web.Response:
 
 
 async def emergency_stop(request: web.Request) -> web.Response:
-    _klippy_connected(request)
+    _klippy_endpoint(request)
     request[PRINTER].emergency_stop(request[NOW], "Emergency stop")
     return result("ok")
 
@@ -274,7 +281,7 @@ def _float(value: str | None, command: str) -> float:
 
 
 async def gcode_script(request: web.Request) -> web.Response:
-    _klippy_connected(request)
+    _klippy_endpoint(request)
     printer: SimPrinter = request[PRINTER]
     now = request[NOW]
     body = await read_json(request)
@@ -447,7 +454,8 @@ def job_uid(record: PrintRecord) -> str:
 
 
 def _history_entry(printer: SimPrinter, record: PrintRecord, now: float) -> dict[str, Any]:
-    print_duration, total_duration = printer.record_durations(record, now)
+    printed, total_duration = printer.record_durations(record, now)
+    print_duration = printer.klipper_duration(printed)
     info = printer.files.get(record.filename)
     metadata = _metadata(printer, info) if info is not None else {}
     for redundant in ("job_id", "print_start_time"):

@@ -153,6 +153,10 @@ class SimPrinter:
         self.job_elapsed = 0.0  # print seconds accumulated before `resumed_at`
         self.resumed_at: float | None = None  # sim time printing last (re)started; None unless printing
         self.last_print_time: float | None = None  # OctoPrint's lastPrintTime of the selected file
+        # Print seconds into each print before its first extrusion, when Klipper's print clock
+        # (print_stats.print_duration) starts; None: it never starts, as on a host without an
+        # extruder. total_duration and the file progress run from the start regardless.
+        self.first_extrusion: float | None = 0.0
         self.server: asyncio.AbstractServer | None = None  # set by the farm while listening
         self.prints: list[PrintRecord] = []
         self.wall_time: Callable[[float], float] = wall_now  # sim time -> unix time; set by the farm
@@ -197,6 +201,13 @@ class SimPrinter:
         if self.resumed_at is None:
             return self.job_elapsed
         return min(self.job_duration, self.job_elapsed + now - self.resumed_at)
+
+    def klipper_duration(self, printed: float) -> float:
+        """Klipper's print_duration after `printed` seconds of printing (pauses excluded): it
+        leaves out the time before the first extrusion (klippy/extras/print_stats.py)."""
+        if self.first_extrusion is None:
+            return 0.0
+        return max(0.0, printed - self.first_extrusion)
 
     def total_duration(self, now: float) -> float:
         if self.job_state == STANDBY and not self.job_file:

@@ -51,15 +51,13 @@ def running_site(data_dir: Path, farm: SimulatedFarm, **env_extra: str) -> Itera
     """Migrate a fresh SQLite farm in `data_dir`, register `farm`'s printers, and run the
     poller and the web server as real processes until the block ends."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")},
         "PRINTFARM_DATA_DIR": str(data_dir),
         "SECRET_KEY": "browser-test-key",
         "DJANGO_SETTINGS_MODULE": "printfarm.settings",
         "PRINTFARM_FEED_INTERVAL": "0.3",
-        **env_extra,
+        **env_extra,  # may name a database or Redis of the test's own
     }
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
     manage = [sys.executable, str(ROOT / "manage.py")]
 
     def run(*args: str) -> str:
@@ -83,7 +81,7 @@ def running_site(data_dir: Path, farm: SimulatedFarm, **env_extra: str) -> Itera
         )
         procs.append(web)
         wait_for_port(port, web)
-        yield {"url": f"http://127.0.0.1:{port}", "password": password, "farm": farm}
+        yield {"url": f"http://127.0.0.1:{port}", "password": password, "farm": farm, "poller": procs[0]}
     finally:
         for proc in procs:
             proc.terminate()

@@ -16,12 +16,9 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def farm_site(tmp_path):
-    """A simulated farm of 3 printers, one printing, served by `manage.py serve` + poll_printers."""
-    # 600 simulated seconds at 20x: the print visibly advances for 30 s.
-    with running_farm(count=3, protocol="mixed", speed=20.0) as farm:
-        farm.start_print(0, "benchy.gcode", duration=600)
-        with running_site(tmp_path, farm) as site:
-            yield site
+    """A simulated farm of 3 idle printers, served by `manage.py serve` + poll_printers."""
+    with running_farm(count=3, protocol="mixed", speed=20.0) as farm, running_site(tmp_path, farm) as site:
+        yield site
 
 
 def test_dashboard_updates_live_and_pauses_from_card(farm_site):
@@ -40,6 +37,10 @@ def test_dashboard_updates_live_and_pauses_from_card(farm_site):
 
             cards = page.locator("[id^=printer-card-]")
             expect(cards).to_have_count(3)
+            # Start the print only once the page is live: started with the site, it could end
+            # before a loaded machine got the site up. 600 simulated s at 20x: 30 s of progress.
+            expect(page.locator("#live-status")).to_have_attribute("data-live", "live", timeout=15_000)
+            farm.start_print(0, "benchy.gcode", duration=600)
             card = cards.filter(has_text=printing_name)
             expect(card.locator("[data-testid=state]")).to_have_text(
                 re.compile("printing", re.I), timeout=15_000

@@ -7,7 +7,7 @@ import gc
 import os
 import random
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -15,12 +15,14 @@ from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from printers.coordinator import Coordinator, next_delay, parse_shard
-from printers.management.commands.poll_printers import Command as PollCommand
+from jobs.management.commands.poll_printers import Command as PollCommand
+from printers.coordinator import Coordinator, parse_shard
 from printers.models import Printer, PrinterStatusRow, TemperatureSample
+from printers.polling import next_delay
 from printers.services import printer_create, printer_delete, printer_update
 from printers.simulator import SimulatedFarm, running_farm
 from printers.state import State
+from printfarm.testing import FakeClock, eventually
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -80,27 +82,11 @@ async def status_of(printer: Printer) -> PrinterStatusRow:
     return await PrinterStatusRow.objects.aget(pk=printer.pk)
 
 
-async def eventually(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    """Wait for a condition; the timeout only bounds a broken test, it measures nothing."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = predicate()
-        if asyncio.iscoroutine(result):
-            try:
-                result = await asyncio.wait_for(result, timeout)
-            except TimeoutError:
-                for task in asyncio.all_tasks():
-                    task.print_stack()  # shown by pytest: where the loop's tasks are waiting
-                raise AssertionError("the condition's query did not return") from None
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
-def fast(**kwargs) -> Coordinator:
+def fast(clock: FakeClock | None = None, **kwargs) -> Coordinator:
+    """A coordinator on short intervals; with a `clock`, its schedules run on that fake time."""
     options = {"interval": 0.1, "timeout": 0.5, "backoff_max": 0.4, "flush_interval": 0.05}
+    if clock is not None:
+        options |= {"clock": clock, "sleep": clock.sleep}
     return Coordinator(**(options | kwargs))
 
 
@@ -108,18 +94,15 @@ async def test_blackholed_printer_does_not_delay_the_others(farm):
     printers = await add_printers(farm, 3)
     farm.set_fault(0, "blackhole")
     holed, healthy = printers[0], printers[1:]
-    async with fast(timeout=1.0, backoff_max=2.0) as coordinator:
-        await asyncio.sleep(0.3)  # past every printer's random initial phase
-        farm.reset_stats()
-        before = {p.pk: coordinator.printers[p.pk].polls for p in healthy}
-        await asyncio.sleep(2.0)
-        polled = {p.pk: coordinator.printers[p.pk].polls - before[p.pk] for p in healthy}
-        stats = farm.stats()
-        # 2 s at 0.1 s is ~20 polls each; a poller stuck behind the 1 s black hole would
-        # manage 2 or 3.
-        assert all(n >= 12 for n in polled.values()), polled
-        assert stats["age_healthy"]["max"] < 1.0
-        assert coordinator.failures(holed.pk) >= 1
+    clock = FakeClock()
+    # The schedules run on fake time, the black hole's request on real time (its 2 s timeout):
+    # the healthy printers' polls follow each other as fast as they are answered, so ten of
+    # them fit well inside the one request the black hole holds, however loaded the machine.
+    async with fast(clock=clock, timeout=2.0, backoff_max=2.0) as coordinator:
+        hole = coordinator.printers[holed.pk]
+        await eventually(lambda: all(coordinator.printers[p.pk].polls >= 10 for p in healthy), clock=clock)
+        assert hole.polls == 0  # still waiting for its first answer: it held nobody up
+        await eventually(lambda: hole.failures >= 1, clock=clock)
         assert all(coordinator.failures(p.pk) == 0 for p in healthy)
     row = await status_of(holed)
     assert row.state == State.OFFLINE
@@ -130,26 +113,26 @@ async def test_blackholed_printer_does_not_delay_the_others(farm):
 async def test_offline_printer_backs_off_then_recovers_at_once(farm):
     (printer,) = await add_printers(farm, 1)
     farm.set_fault(0, "offline")
-    async with fast(backoff_max=0.8) as coordinator:
+    clock = FakeClock()  # the clock stands still between a poll and the look at its schedule
+    async with fast(clock=clock, backoff_max=0.8) as coordinator:
         poller = coordinator.printers[printer.pk]
-        await eventually(lambda: poller.failures >= 3)
-        # Three failures at a 0.1 s interval: the next poll is ~0.8 s away, not 0.1 s.
-        assert poller.next_at - coordinator.clock() > 0.3
-        await eventually(lambda: coordinator.pending == {} and coordinator.flushes >= 1)
+        await eventually(lambda: poller.failures >= 3, clock=clock)
+        # Three failures at a 0.1 s interval: the next poll is 0.8 s (less 10 % jitter) away.
+        assert 0.72 <= poller.next_at - clock() <= 0.8
+        await eventually(lambda: coordinator.pending == {} and coordinator.flushes >= 1, clock=clock)
         row = await status_of(printer)
         assert row.state == State.OFFLINE
         assert "refused" in row.message
         assert row.last_seen is None
 
         farm.set_fault(0, None)
-        # Within one backoff period (<= 0.8 s) of the fault clearing, and on the normal
-        # interval again right after.
-        await eventually(lambda: poller.failures == 0, timeout=3.0)
+        # At the next poll after the fault cleared, and on the normal interval again right after.
+        await eventually(lambda: poller.failures == 0, clock=clock)
         polls = poller.polls
-        assert poller.next_at - coordinator.clock() <= coordinator.interval + 0.01
-        await eventually(lambda: poller.polls >= polls + 3, timeout=2.0)
+        assert poller.next_at - clock() <= coordinator.interval + 1e-9  # float rounding
+        await eventually(lambda: poller.polls >= polls + 3, clock=clock)
         await eventually(
-            lambda: PrinterStatusRow.objects.filter(pk=printer.pk, state=State.IDLE).aexists(), timeout=3.0
+            lambda: PrinterStatusRow.objects.filter(pk=printer.pk, state=State.IDLE).aexists(), clock=clock
         )
     row = await status_of(printer)
     assert row.message == ""
@@ -185,8 +168,9 @@ async def test_printers_added_edited_and_removed_while_running(farm):
         await coordinator.reload()
         assert second.pk not in coordinator.printers
         assert new.task.cancelled()
-        # The disabled printer keeps the "maintenance" status the web wrote.
-        await asyncio.sleep(0.2)
+        # The disabled printer keeps the "maintenance" status the web wrote, also through a
+        # flush (which waits for one under way).
+        await coordinator.flush()
         assert (await status_of(second)).state == State.MAINTENANCE
 
         task = coordinator.printers[first.pk].task
@@ -245,8 +229,7 @@ async def test_nothing_is_written_while_nothing_changes(farm):
     # A restarted poller starts from what is stored instead of rewriting every row.
     async with fast() as coordinator:
         await eventually(lambda: coordinator.polls >= 10)
-        await asyncio.sleep(0.1)
-    assert coordinator.writes == 0
+    assert coordinator.writes == 0  # the final flush at exit included
     assert [(await status_of(p)).revision for p in printers] == revisions
 
 

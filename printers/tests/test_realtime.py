@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from printers import realtime
 from printers.models import PrinterStatusRow
-from printers.services import printer_status_record_many
+from printers.services import printer_delete, printer_status_record_many
 from printers.state import PrinterStatus, State
 from printers.tests.factories import PrinterFactory, UserFactory, set_status
 from printfarm.asgi import application
@@ -134,15 +134,21 @@ async def test_feed_stops_when_the_last_socket_leaves(feed_mode):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_apublish_changes_is_a_no_op_without_redis(feed_mode):
+async def test_a_deleted_printer_leaves_open_dashboards_through_the_feed(feed_mode):
+    # The feed reads status rows; a deleted printer has none left, only its removal.
     user = await sync_to_async(UserFactory)()
     printer = await sync_to_async(PrinterFactory)()
     await settle()
     communicator, connected = await open_socket(user)
     assert connected
     try:
-        await realtime.apublish_changes([printer.pk])  # nothing changed in the DB either
         assert await communicator.receive_nothing(timeout=0.3)
+        pk = printer.pk
+        await sync_to_async(printer_delete)(printer=printer)
+        html = await communicator.receive_from(timeout=5)
+        assert f'<div id="printer-card-{pk}" hx-swap-oob="delete"></div>' in html
+        assert '<nav id="state-counts"' in html
+        assert await communicator.receive_nothing(timeout=0.3)  # once, not on every tick
     finally:
         await communicator.disconnect()
 
@@ -153,7 +159,8 @@ def test_render_cards_is_one_query_and_deletes_missing_printers():
     ids = [p.pk for p in printers]
     with CaptureQueriesContext(connection) as ctx:
         html = realtime.render_cards([*ids, 99999])
-    assert len(ctx.captured_queries) == 3  # printers + status (joined), their tags, their jobs
+    # printers + status (joined), their tags, their jobs, the pollers' heartbeats (stale marks)
+    assert len(ctx.captured_queries) == 4
     for pk in ids:
         assert f'<article id="printer-card-{pk}" class="card st-idle" hx-swap-oob="true">' in html
     assert '<div id="printer-card-99999" hx-swap-oob="delete"></div>' in html
@@ -170,7 +177,7 @@ def test_render_push_splits_big_changes_into_frames():
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_poller_publish_reaches_the_socket_through_redis(settings):
+async def test_a_status_write_reaches_the_socket_through_redis(settings):
     # A real Redis (127.0.0.1:6379 on these machines and in CI), in both runs of the suite.
     settings.REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
     settings.CHANNEL_LAYERS = {
@@ -185,12 +192,9 @@ async def test_poller_publish_reaches_the_socket_through_redis(settings):
     communicator, connected = await open_socket(user)
     assert connected
     try:
-        # With Redis the feed stays off: recording a change alone pushes nothing…
+        # With Redis the feed stays off: the write's announcement pushes the card itself.
         changed = await record(printer.pk, PrinterStatus(state=State.PAUSED, progress=40.0))
         assert changed == [printer.pk]
-        assert await communicator.receive_nothing(timeout=0.3)
-        # …the poller's publish does.
-        await realtime.apublish_changes(changed)
         html = await communicator.receive_from(timeout=5)
         assert f'<article id="printer-card-{printer.pk}" class="card st-paused" hx-swap-oob="true">' in html
         assert '<nav id="state-counts"' in html

@@ -505,10 +505,18 @@ def test_not_ready(farm, client):
     farm.set_fault(1, "not_ready")
     info = client.get(moon.base_url + "/server/info").json()["result"]
     assert info["klippy_connected"] is False
-    assert info["klippy_state"] == "startup"
-    query = client.get(moon.base_url + STATUS_QUERY)
-    assert query.status_code == 503
-    assert query.json() == {"error": {"code": 503, "message": "Klippy Host not connected"}}
+    assert info["klippy_state"] == "disconnected"
+    # Klippy never connected since Moonraker started: the endpoints Klippy registers are not
+    # routed yet, Moonraker's own print commands say it has no Klippy.
+    for path in (STATUS_QUERY, "/printer/info"):
+        query = client.get(moon.base_url + path)
+        assert query.status_code == 404
+        assert query.json() == {"error": {"code": 404, "message": "Not Found"}}
+    for path in ("/printer/emergency_stop", "/printer/gcode/script?script=M104%20S200"):
+        assert client.post(moon.base_url + path).status_code == 404
+    pause = client.post(moon.base_url + "/printer/print/pause")
+    assert pause.status_code == 503
+    assert pause.json() == {"error": {"code": 503, "message": "Klippy Host not connected"}}
     printer = client.get(octo.base_url + "/api/printer")
     assert printer.status_code == 409
     assert printer.json() == {"error": "Printer is not operational"}
@@ -789,6 +797,25 @@ def test_control_api(farm, client):
     assert stats["status_requests"] >= 1
     reset = client.post(control + "/stats/reset").json()
     assert reset["requests"] == 0
+
+
+def test_klippers_print_clock_starts_at_the_first_extrusion(farm, client):
+    """klippy/extras/print_stats.py: print_duration leaves out the time before the first
+    extrusion (all of it on a host without an extruder); total_duration does not."""
+    control = farm.control_url
+    assert client.post(control + "/printers/0/extrusion", json={"first_after": -1}).status_code == 400
+    assert client.post(control + "/printers/0/extrusion", json={}).status_code == 400
+    later = client.post(control + "/printers/0/extrusion", json={"first_after": 1e9})
+    assert later.json()["first_extrusion"] == 1e9
+    client.post(control + "/printers/0/print", json={"filename": "x.gcode", "duration": 36000})
+    stats = moonraker_status(client, farm.printers[0].base_url)["print_stats"]
+    assert stats["print_duration"] == 0.0 and stats["filament_used"] == 0.0
+    never = client.post(control + "/printers/0/extrusion", json={"first_after": None})
+    assert never.json()["first_extrusion"] is None
+    at_once = client.post(control + "/printers/0/extrusion", json={"first_after": 0})
+    assert at_once.json()["first_extrusion"] == 0
+    stats = moonraker_status(client, farm.printers[0].base_url)["print_stats"]
+    assert 0 < stats["print_duration"] <= stats["total_duration"]
 
 
 def test_stats_count_status_polls_and_split_faulted_ages(client):

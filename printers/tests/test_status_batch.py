@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from printers import coordinator, services
+from printers import services, status_writer
 from printers.models import PrinterEvent, PrinterStatusRow
 from printers.state import PrinterStatus, State
 from printers.tests.factories import PrinterFactory
@@ -95,9 +95,9 @@ def test_the_flush_diffs_before_its_transaction_and_writes_inside_it(monkeypatch
         seen.append(connection.in_atomic_block)
         return real(**kwargs)
 
-    monkeypatch.setattr(coordinator, "printer_status_changes", spy)
+    monkeypatch.setattr(status_writer, "printer_status_changes", spy)
     with CaptureQueriesContext(connection) as queries:
-        written = coordinator._write(readings, [])
+        written = status_writer.status_write(readings, [])
     assert seen == [False]
     assert sorted(written) == sorted(p.pk for p in printers)  # the disabled one keeps "maintenance"
     begin = next(i for i, q in enumerate(queries.captured_queries) if q["sql"].startswith("BEGIN"))

@@ -26,17 +26,6 @@ HX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
-def user():
-    return UserFactory()
-
-
-@pytest.fixture
-def web(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
 def farm():
     # 60x: a 6000-simulated-second print stays "printing" for the whole test.
     with running_farm(count=2, protocol="mixed", speed=60) as farm:
@@ -170,7 +159,7 @@ def test_card_shows_temperatures_progress_time_left_and_file(web):
     assert "214.9 / 215 °C" in body
     assert "60 / 60 °C" in body
     assert "42%" in body
-    assert "1h 02m left" in body
+    assert "1 h 02 min left" in body
     assert "benchy.gcode" in body
     assert "Layer 12/80" in body
     assert "st-printing" in body
@@ -558,6 +547,7 @@ def test_pause_and_resume_a_simulated_print(web, farm, user):
         assert response.status_code == 200
         assert 'class="card-result ok" role="status">Pause sent<' in text(response)
         assert probe(printer).state == State.PAUSED
+        set_status(printer, State.PAUSED, progress=1.0)  # as the poller records it: the card offers resume
 
         response = web.post(reverse("printers:command", args=[printer.pk, "resume"]), **HX)
         assert "Resume sent" in text(response)

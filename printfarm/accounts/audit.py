@@ -1,4 +1,8 @@
-"""The audit log: every user intent (web, API, slicer) recorded in one call."""
+"""The audit log: every user intent (web, API, slicer) recorded in one call.
+
+Model-level (it imports only the models), so the printers and jobs services write their
+entries inside their own transactions: an action and its audit entry commit together.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,21 @@ TYPE_NAMES = {"gcodefile": "file", "apitoken": "token"}
 def _type_of(target: Any) -> str:
     name = type(target).__name__.lower()
     return TYPE_NAMES.get(name, name)
+
+
+def is_user(by: object) -> bool:
+    """Whether `by` (a service's actor) is a signed-in user, whose actions are audited; the
+    system, and names given by scripts and tests, are not."""
+    return getattr(by, "is_authenticated", False) is True
+
+
+def user_name(by: object) -> str:
+    """The name an event row keeps for `by`: a user's username, a given name, or "" for the system."""
+    if by is None:
+        return ""
+    if isinstance(by, str):
+        return by
+    return getattr(by, "get_username", lambda: str(by))()
 
 
 def audit_record(

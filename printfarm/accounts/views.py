@@ -20,10 +20,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import add_never_cache_headers, patch_vary_headers
-from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.cache import add_never_cache_headers
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.middleware import HtmxDetails
 
 from printfarm.accounts.audit import audit_record
 from printfarm.accounts.forms import AuditFilterForm, RoleForm, TokenForm, UserCreateForm
@@ -38,14 +37,11 @@ from printfarm.accounts.roles import (
     viewer_required,
 )
 from printfarm.accounts.tokens import token_create, token_revoke
+from printfarm.web import HtmxHttpRequest, render_fragment_or_page, safe_next
 
 AUDIT_PAGE_SIZE = 50
 USER_AUDIT_SHOWN = 20
 GENERATED_PASSWORD_BYTES = 15  # 20 URL-safe characters, 120 random bits
-
-
-class HtmxHttpRequest(HttpRequest):
-    htmx: HtmxDetails
 
 
 def stored_role(user: Any) -> Role:
@@ -209,10 +205,7 @@ def token_revoke_view(request: HttpRequest, pk: int) -> HttpResponse:
         token_revoke(token)
         audit_record(request.user, "token.revoke", target=token, detail=f"of {token.user.get_username()}")
         messages.success(request, f"Revoked “{token.name}”: it no longer works.")
-    target = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        target = reverse("accounts:tokens")
-    return redirect(target)
+    return redirect(safe_next(request, reverse("accounts:tokens")))
 
 
 @viewer_required
@@ -258,9 +251,4 @@ def audit_log(request: HtmxHttpRequest) -> HttpResponse:
     page = Paginator(entries, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
     query = urlencode({form.add_prefix(k): request.GET[form.add_prefix(k)] for k in filters})
     context = {"form": form, "page": page, "query": query, "filtered": bool(filters)}
-    template_name = "accounts/audit_log.html"
-    if request.htmx and not request.htmx.history_restore_request:
-        template_name += "#audit-results"
-    response = render(request, template_name, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    return render_fragment_or_page(request, "accounts/audit_log.html", "audit-results", context)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
 from django.http import Http404, HttpRequest
 from django.urls import reverse
 from ninja import Query, Router, Status
@@ -10,7 +9,7 @@ from pydantic import Field
 
 from jobs import library
 from jobs.models import GcodeFile
-from printfarm.accounts.audit import audit_record
+from jobs.uploads import upload_receive
 from printfarm.accounts.models import Role
 from printfarm.api import schemas
 from printfarm.api.auth import TokenAuth, need
@@ -51,12 +50,14 @@ def file_detail(request: HttpRequest, file_id: int):
 @router.post(
     "/files",
     auth=[TokenAuth()],  # a session would need the body parsed for its CSRF check first
-    response={**ERRORS, 201: schemas.UploadOut, 400: schemas.UploadOut},
+    response={**ERRORS, **dict.fromkeys((201, 207, 400, 413), schemas.UploadOut)},
     summary="Upload G-code (operator)",
     description=(
         "`multipart/form-data` with one or more `file` parts; each is streamed to disk and "
         "hashed. Accepted: " + ", ".join(library.EXTENSIONS) + ". The same content uploaded "
-        "again reuses the stored file (its id is in `reused`)."
+        "again reuses the stored file (its id is in `reused`). 201: every file kept; 207: some "
+        "kept, the others refused (`errors`); 400: none kept; 413: none kept, one was over the "
+        "size limit. The web library and the slicer endpoint answer the same files the same way."
     ),
     openapi_extra={
         "requestBody": {
@@ -77,20 +78,13 @@ def file_detail(request: HttpRequest, file_id: int):
 )
 async def file_upload(request: HttpRequest):
     actor = need(request, Role.OPERATOR)
-    handler = library.GcodeUploadHandler(request)
-    request.upload_handlers = [handler]
-    await sync_to_async(lambda: request.FILES, thread_sensitive=False)()
-    stored, reused = [], []
-    for received in handler.received:
-        result = await sync_to_async(library.store)(received, by=actor.user)
-        if result.created:
-            stored.append(result.file)
-            await sync_to_async(audit_record)(actor.user, "file.upload", target=result.file, via=actor.via)
-        else:
-            reused.append(result.file.pk)
-    errors = list(handler.rejected) or ([] if stored or reused else ["No file part named `file` arrived."])
-    body = {"stored": [file_out(f) for f in stored], "reused": reused, "errors": errors}
-    return Status(201 if stored or reused else 400, body)
+    upload = await upload_receive(request, by=actor.user, via=actor.via)
+    body = {
+        "stored": [file_out(s.file) for s in upload.kept if s.created],
+        "reused": [s.file.pk for s in upload.kept if not s.created],
+        "errors": list(upload.errors),
+    }
+    return Status(upload.status, body)
 
 
 @router.delete("/files/{file_id}", response={204: None, **ERRORS}, summary="Delete a file (operator)")
@@ -99,6 +93,5 @@ def file_delete(request: HttpRequest, file_id: int):
     file = GcodeFile.objects.present().filter(pk=file_id).first()
     if file is None:
         raise Http404(f"No file {file_id}.")
-    library.delete(file)
-    audit_record(actor.user, "file.delete", target=file, via=actor.via)
+    library.delete(file, by=actor.user, via=actor.via)
     return Status(204, None)

@@ -10,8 +10,8 @@ from jobs import services
 from jobs.control import job_stop
 from jobs.forms import QueueForm
 from jobs.models import GcodeFile, Job
+from jobs.waiting import Waiting, explain_waiting
 from printers.models import Tag
-from printfarm.accounts.audit import audit_record
 from printfarm.accounts.models import Role
 from printfarm.api import schemas
 from printfarm.api.auth import need
@@ -20,17 +20,50 @@ router = Router(tags=["jobs"])
 ERRORS = schemas.ERRORS
 
 
-def job_out(job: Job) -> dict:
+def job_out(job: Job, waiting: schemas.WaitingOut | None = None) -> dict:
     return {
         **{name: getattr(job, name) for name in schemas.JobOut.model_fields if hasattr(job, name)},
         "id": job.pk,
         "file_name": job.file.name,
         "required_tags": sorted(t.name for t in job.required_tags.all()),
+        "waiting": waiting,
     }
 
 
+def _waiting_out(waiting: Waiting) -> schemas.WaitingOut:
+    return {
+        "summary": waiting.summary,
+        "printers": [
+            {
+                "printer": {"id": row.printer.pk, "name": row.printer.name},
+                "reasons": [{"code": r.code, "text": r.text} for r in row.reasons],
+            }
+            for row in waiting.printers
+        ],
+    }
+
+
+def jobs_out(jobs: list[Job]) -> list[dict]:
+    """Jobs as the API shows them; the queued ones say why they wait, explained together
+    (the printers are read once for the whole page)."""
+    why = explain_waiting(jobs)
+    # Copies of a file wait alike and share their explanation's printers (`Explainer` made
+    # them once): each is turned into the API's shape once.
+    shown: dict[int, schemas.WaitingOut] = {}
+    out = []
+    for job in jobs:
+        waiting = why.get(job.pk)
+        if waiting is not None:
+            key = id(waiting.printers)
+            if key not in shown:
+                shown[key] = _waiting_out(waiting)
+            waiting = shown[key]
+        out.append(job_out(job, waiting))
+    return out
+
+
 def _jobs():
-    return Job.objects.select_related("file").prefetch_related("required_tags")
+    return Job.objects.select_related("file", "target_printer").prefetch_related("required_tags")
 
 
 def _get(job_id: int) -> Job:
@@ -64,13 +97,16 @@ def job_list(request: HttpRequest, query: Query[JobQuery]):
         jobs = jobs.filter(file_id=query.file_id)
     jobs = jobs.order_by("-priority", "position", "-pk")
     page = jobs[query.offset : query.offset + query.limit]
-    return {"count": jobs.count(), "items": [job_out(j) for j in page]}
+    return {"count": jobs.count(), "items": jobs_out(list(page))}
 
 
 @router.get("/jobs/{job_id}", response={200: schemas.JobDetail, **ERRORS})
 def job_detail(request: HttpRequest, job_id: int):
     job = _get(job_id)
-    return {**job_out(job), "events": list(job.events.values("at", "from_state", "to_state", "by", "reason"))}
+    return {
+        **jobs_out([job])[0],
+        "events": list(job.events.values("at", "from_state", "to_state", "by", "reason")),
+    }
 
 
 @router.post("/jobs", response={201: schemas.JobsCreated, **ERRORS}, summary="Queue a file (operator)")
@@ -99,9 +135,10 @@ def job_create(request: HttpRequest, body: schemas.JobIn):
         raise FieldErrors(
             {("printer_ids" if k == "printers" else k): list(v) for k, v in form.errors.items()}
         )
-    created = form.queue(file, by=actor.user)
-    audit_record(actor.user, "job.queue", target=file, detail=f"{len(created)} job(s)", via=actor.via)
-    return Status(201, {"items": [job_out(_get(j.pk)) for j in created]})
+    created = form.queue(file, by=actor.user, via=actor.via)
+    return Status(
+        201, {"items": jobs_out(list(_jobs().filter(pk__in=[j.pk for j in created]).order_by("pk")))}
+    )
 
 
 @router.post("/jobs/{job_id}/cancel", response={200: schemas.JobOut, **ERRORS}, summary="Cancel (operator)")
@@ -110,9 +147,8 @@ async def job_cancel(request: HttpRequest, job_id: int):
 
     actor = need(request, Role.OPERATOR)
     job = await sync_to_async(_get)(job_id)
-    await job_stop(job, by=actor.user)
-    await sync_to_async(audit_record)(actor.user, "job.cancel", target=job, via=actor.via)
-    return await sync_to_async(lambda: job_out(_get(job_id)))()
+    await job_stop(job, by=actor.user, via=actor.via)
+    return await sync_to_async(lambda: jobs_out([_get(job_id)])[0])()
 
 
 @router.post(
@@ -121,9 +157,8 @@ async def job_cancel(request: HttpRequest, job_id: int):
 def job_requeue(request: HttpRequest, job_id: int):
     actor = need(request, Role.OPERATOR)
     job = _get(job_id)
-    new = services.job_requeue(job, by=actor.user)
-    audit_record(actor.user, "job.requeue", target=job, detail=f"as job #{new.pk}", via=actor.via)
-    return Status(201, job_out(_get(new.pk)))
+    new = services.job_requeue(job, by=actor.user, via=actor.via)
+    return Status(201, jobs_out([_get(new.pk)])[0])
 
 
 @router.post(
@@ -131,7 +166,6 @@ def job_requeue(request: HttpRequest, job_id: int):
 )
 def job_reorder(request: HttpRequest, body: schemas.ReorderIn):
     actor = need(request, Role.OPERATOR)
-    services.jobs_reorder(body.order)
-    audit_record(actor.user, "job.reorder", detail=f"{len(body.order)} jobs", via=actor.via)
+    services.jobs_reorder(body.order, by=actor.user, via=actor.via)
     waiting = _jobs().filter(state=Job.State.QUEUED).order_by("-priority", "position", "pk")
-    return {"count": waiting.count(), "items": [job_out(j) for j in waiting[:500]]}
+    return {"count": waiting.count(), "items": jobs_out(list(waiting[:500]))}

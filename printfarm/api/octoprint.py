@@ -17,8 +17,8 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
-from jobs import library, services
-from printfarm.accounts.audit import audit_record
+from jobs import services
+from jobs.uploads import upload_receive
 from printfarm.accounts.models import ApiToken, Role
 from printfarm.accounts.roles import RANK
 from printfarm.api.auth import Actor, aactor_for_token
@@ -112,13 +112,10 @@ async def files_local(request: HttpRequest) -> JsonResponse:
         return _unauthorized()
     if RANK[actor.role] < RANK[Role.OPERATOR]:
         return _error(403, f"Uploading needs the operator role; this token's user is a {actor.role.value}.")
-    handler = library.GcodeUploadHandler(request)
-    request.upload_handlers = [handler]
-    await sync_to_async(lambda: request.POST, thread_sensitive=False)()
-    if not handler.received:
-        return _error(400, " ".join(handler.rejected) or "No file part named `file` arrived.")
-    result = await sync_to_async(library.store)(handler.received[0], by=actor.user)
-    file = result.file
+    upload = await upload_receive(request, by=actor.user, via=actor.via, most=1)
+    if not upload.kept:
+        return _error(upload.status, " ".join(upload.errors))
+    file = upload.kept[0].file
     printing = request.POST.get("print", "").lower() in TRUE
     job_ids = await sync_to_async(_record)(actor, file, printing)
     location = reverse("jobs:file", args=[file.pk])
@@ -145,7 +142,6 @@ async def files_local(request: HttpRequest) -> JsonResponse:
 
 
 def _record(actor: Actor, file, printing: bool) -> list[int]:
-    audit_record(actor.user, "file.upload", target=file, via="slicer")
     if not printing:
         return []
     token = ApiToken.objects.select_related("printer", "tag").get(pk=actor.token_id)
@@ -154,11 +150,6 @@ def _record(actor: Actor, file, printing: bool) -> list[int]:
         printers=[token.printer] if token.printer_id else [],
         tags=[token.tag] if token.tag_id and not token.printer_id else [],
         by=actor.user,
+        via=actor.via,  # audited by the service: "1 × print for <printer>", via slicer
     )
-    where = (
-        token.printer.name
-        if token.printer_id
-        else (f"tag {token.tag.name}" if token.tag_id else "any printer")
-    )
-    audit_record(actor.user, "job.queue", target=file, detail=f"from the slicer, for {where}", via="slicer")
     return [j.pk for j in jobs]

@@ -10,8 +10,7 @@ from pydantic import Field
 from printers.commands import COMMANDS, command_send
 from printers.forms import PrinterForm
 from printers.models import Printer
-from printers.services import printer_create, printer_delete, printer_update
-from printfarm.accounts.audit import audit_record
+from printers.services import printer_bed_set, printer_create, printer_delete, printer_update
 from printfarm.accounts.models import Role
 from printfarm.api import schemas
 from printfarm.api.auth import need
@@ -103,8 +102,9 @@ def _form_data(printer: Printer | None, values: dict) -> dict:
 def printer_add(request: HttpRequest, body: schemas.PrinterIn):
     actor = need(request, Role.ADMIN)
     form = _validated(_form_data(None, body.model_dump()))
-    printer = printer_create(fields=form.printer_fields(), tags=form.cleaned_data["tags"], by=actor.username)
-    audit_record(actor.user, "printer.add", target=printer, via=actor.via)
+    printer = printer_create(
+        fields=form.printer_fields(), tags=form.cleaned_data["tags"], by=actor.user, via=actor.via
+    )
     snapshot.invalidate()
     return Status(201, _fresh(printer.pk))
 
@@ -129,11 +129,13 @@ def printer_change(request: HttpRequest, printer_id: int, body: schemas.PrinterP
         if key == "":
             data["clear_api_key"] = "on"
     form = _validated(data, printer)
-    changed = [name for name in values if name != "tags"]
     printer_update(
-        printer=printer, fields=form.printer_fields(), tags=form.cleaned_data["tags"], by=actor.username
+        printer=printer,
+        fields=form.printer_fields(),
+        tags=form.cleaned_data["tags"],
+        by=actor.user,
+        via=actor.via,
     )
-    audit_record(actor.user, "printer.edit", target=printer, detail=", ".join(changed), via=actor.via)
     snapshot.invalidate()
     return _fresh(printer.pk)
 
@@ -144,8 +146,7 @@ def printer_remove(request: HttpRequest, printer_id: int):
     printer = Printer.objects.filter(pk=printer_id).first()
     if printer is None:
         raise Http404(f"No printer {printer_id}.")
-    audit_record(actor.user, "printer.delete", target=printer, via=actor.via)
-    printer_delete(printer=printer)
+    printer_delete(printer=printer, by=actor.user, via=actor.via)
     snapshot.invalidate()
     return Status(204, None)
 
@@ -154,7 +155,10 @@ def printer_remove(request: HttpRequest, printer_id: int):
     "/printers/{printer_id}/commands/{name}",
     response={**ERRORS, 200: schemas.CommandOut, 409: schemas.CommandOut},
     summary="Send a command (operator)",
-    description="`name`: " + ", ".join(COMMANDS) + ". 409 when the printer refused or could not be reached.",
+    description="`name`: "
+    + ", ".join(COMMANDS)
+    + ". 409 when the printer's last state can't use it (not sent), or the printer refused it"
+    " or could not be reached.",
 )
 async def printer_command(request: HttpRequest, printer_id: int, name: str):
     actor = need(request, Role.OPERATOR)
@@ -164,23 +168,17 @@ async def printer_command(request: HttpRequest, printer_id: int, name: str):
     printer = await Printer.objects.filter(pk=printer_id).afirst()
     if printer is None:
         raise Http404(f"No printer {printer_id}.")
-    outcome = await command_send(printer=printer, command=command, by=actor.username)
-    await sync_to_async(audit_record)(
-        actor.user, "printer.command", target=printer, detail=f"{name}: {outcome.message}", via=actor.via
-    )
+    outcome = await command_send(printer=printer, command=command, by=actor.user, via=actor.via)
     return Status(200 if outcome.ok else 409, {"ok": outcome.ok, "message": outcome.message})
 
 
 @router.post("/printers/{printer_id}/bed-cleared", response={200: schemas.PrinterOut, **ERRORS})
 def printer_bed_cleared(request: HttpRequest, printer_id: int):
     """Confirm the bed is clear (operator): the printer may take its next job."""
-    from jobs.services import printer_bed_set
-
     actor = need(request, Role.OPERATOR)
     printer = Printer.objects.filter(pk=printer_id).first()
     if printer is None:
         raise Http404(f"No printer {printer_id}.")
-    printer_bed_set(printer.pk, clear=True, by=actor.username)
-    audit_record(actor.user, "printer.bed_cleared", target=printer, via=actor.via)
+    printer_bed_set(printer.pk, clear=True, by=actor.user, via=actor.via)
     snapshot.invalidate()
     return _fresh(printer.pk)

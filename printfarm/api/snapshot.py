@@ -9,6 +9,7 @@ with an ETag so an unchanged farm answers 304.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import time
 from dataclasses import dataclass, field
@@ -18,9 +19,10 @@ from asgiref.sync import sync_to_async
 from django.db.models import Count, Max
 
 from printers.drivers.base import address_shown
+from printers.health import poller_health
 from printers.models import Printer, PrinterStatusRow
 from printers.presenters import card_state
-from printers.state import State
+from printers.queries import state_tally
 
 MAX_AGE = 1.0  # seconds a snapshot is served before the next request rebuilds it
 
@@ -73,6 +75,8 @@ class Snapshot:
     status: bytes = b"{}"
     etag: str = ""
     built_at: float = -1e9
+    farm: dict = field(default_factory=dict)  # the status body without `poller`
+    poller: dict = field(default_factory=dict)
 
 
 def _version() -> tuple:
@@ -83,29 +87,37 @@ def _version() -> tuple:
     return (p["n"], p["changed"], s["changed"])
 
 
+def _status_body(farm: dict, poller: dict) -> dict:
+    body = orjson.dumps({**farm, "poller": poller})
+    etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+    return {"farm": farm, "poller": poller, "status": body, "etag": etag}
+
+
 def _build(previous: Snapshot) -> Snapshot:
     version = _version()
+    # Read on every rebuild: a poller that stops changes no printer row, so no version.
+    poller = poller_health().as_dict()
     if version == previous.version:
+        if poller != previous.poller:
+            previous = dataclasses.replace(previous, **_status_body(previous.farm, poller))
         previous.built_at = time.monotonic()
         return previous
     printers = list(Printer.objects.with_status().order_by("name"))
     dicts = [printer_dict(p) for p in printers]
-    counts = dict.fromkeys((s.value for s in State), 0)
-    for d in dicts:
-        counts[d["status"]["state"]] += 1
-    status = {
+    # Counted from the printers just read, so the counts and the list always agree, by the
+    # rule the dashboard and /metrics count by.
+    counts = state_tally((p.enabled, getattr(p, "status", None) and p.status.state, 1) for p in printers)
+    farm = {
         "printers": len(dicts),
-        "by_state": counts,
+        "by_state": {state.value: n for state, n in counts.items()},
         "status": [{"id": d["id"], "name": d["name"], **d["status"]} for d in dicts],
     }
-    body = orjson.dumps(status)
     return Snapshot(
         version=version,
         items=[orjson.dumps(d) for d in dicts],
         ids={d["id"]: i for i, d in enumerate(dicts)},
-        status=body,
-        etag='"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"',
         built_at=time.monotonic(),
+        **_status_body(farm, poller),
     )
 
 

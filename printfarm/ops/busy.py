@@ -14,9 +14,9 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.deprecation import MiddlewareMixin
 from django.utils.encoding import escape_uri_path
-from django.utils.http import url_has_allowed_host_and_scheme
 
 from printfarm.api.failures import RETRY_AFTER_SECONDS, is_busy
+from printfarm.web import safe_url
 
 logger = logging.getLogger(__name__)
 
@@ -32,13 +32,9 @@ def busy_response(request: HttpRequest) -> HttpResponse:
     if request.headers.get("HX-Request") == "true":
         body = render_to_string(f"{TEMPLATE}#busy-message")
     else:
-        referer = request.headers.get("Referer", "")
-        allowed = url_has_allowed_host_and_scheme(
-            referer, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-        )
-        body = render_to_string(
-            f"{TEMPLATE}#busy-page", {"back": referer if allowed else reverse("printers:dashboard")}
-        )
+        # The referer only: reading a POST's `next` would parse a body the busy view left unread.
+        back = safe_url(request, request.headers.get("Referer", ""), reverse("printers:dashboard"))
+        body = render_to_string(f"{TEMPLATE}#busy-page", {"back": back})
     response = HttpResponse(body, status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response

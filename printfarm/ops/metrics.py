@@ -25,6 +25,7 @@ from prometheus_client.exposition import choose_encoder
 
 from jobs.models import Job
 from printers.models import PrinterStatusRow
+from printers.queries import farm_state_counts
 from printers.state import State
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -49,24 +50,19 @@ def request_observe(*, method: str, status: int, route: str, seconds: float) -> 
 
 
 class FarmCollector:
-    """Gauges from the database, computed on each scrape (two grouped queries)."""
+    """Gauges from the database, computed on each scrape (three queries)."""
 
     def collect(self) -> Iterator[Metric]:
         now = timezone.now()
-        by_state = {state.value: 0 for state in State}
-        oldest = None
-        rows = PrinterStatusRow.objects.values("state").annotate(n=Count("pk"), seen=Min("last_seen"))
-        for row in rows.order_by():
-            by_state[row["state"]] = row["n"]
-            # Disabled printers (maintenance) aren't polled; their last answer ages by design.
-            if row["state"] != State.MAINTENANCE and row["seen"] and (oldest is None or row["seen"] < oldest):
-                oldest = row["seen"]
         printers = GaugeMetricFamily(
-            "printfarm_printers", "Printers by state, as the poller last wrote it.", labels=["state"]
+            "printfarm_printers", "Printers by state, as the dashboard counts them.", labels=["state"]
         )
-        for state, count in by_state.items():
-            printers.add_metric([state], count)
+        for state, count in farm_state_counts().items():
+            printers.add_metric([state.value], count)
         yield printers
+        # Disabled printers (maintenance) aren't polled; their last answer ages by design.
+        polled = PrinterStatusRow.objects.filter(printer__enabled=True).exclude(state=State.MAINTENANCE)
+        oldest = polled.aggregate(seen=Min("last_seen"))["seen"]
         yield GaugeMetricFamily(
             "printfarm_printer_status_age_seconds",
             "Seconds since the printer that answered longest ago last answered a poll "

@@ -6,6 +6,7 @@
  * - "farm-push" htmx extension: drops pushed fragments whose target is not on this page
  *   (filtered grid, detail page) instead of letting htmx log oob errors;
  * - keeps the "for 3 min" ages current between pushes;
+ * - refreshes the cards when the poller-health banner says which printers are stale changed;
  * - follows a redirect to the login page with a full navigation.
  */
 (function () {
@@ -16,6 +17,7 @@
   var socketOpen = false;
   var everOpened = false;
   var retryTimer = null;
+  var gridReload = null;
 
   function setLive(state, text) {
     var el = document.getElementById("live-status");
@@ -62,13 +64,16 @@
     if (!socketOpen && !document.hidden) pollGrid();
   }, POLL_MS);
 
-  // Mirrors printers.presenters.format_age.
+  // Mirrors printers.formatting.format_duration: "45 s", "12 min", "1 h 02 min", "2 d 03 h".
   function formatAge(seconds) {
     seconds = Math.max(0, Math.floor(seconds));
     if (seconds < 60) return seconds + " s";
-    if (seconds < 3600) return Math.floor(seconds / 60) + " min";
-    if (seconds < 86400) return Math.floor(seconds / 3600) + " h";
-    return Math.floor(seconds / 86400) + " d";
+    var minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return minutes + " min";
+    var hours = Math.floor(minutes / 60);
+    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
+    if (hours < 24) return hours + " h " + pad(minutes % 60) + " min";
+    return Math.floor(hours / 24) + " d " + pad(hours % 24) + " h";
   }
 
   function refreshAges() {
@@ -79,6 +84,33 @@
     });
   }
   setInterval(refreshAges, AGE_MS);
+
+  // The poller-health banner refreshes itself every 10 s. When the set of stale printers
+  // changed (a poller stopped or came back), nothing is pushed for the cards themselves:
+  // re-read them, the grid as a whole or, on other pages, each card from this page's URL.
+  var healthKey = null;
+  function refreshCards() {
+    if (document.getElementById("printer-grid")) {
+      pollGrid();
+      return;
+    }
+    document.querySelectorAll("#farm-live article.card[id^='printer-card-']").forEach(function (card) {
+      var sel = "#" + card.id;
+      htmx.ajax("GET", window.location.href, { target: sel, select: sel, swap: "outerHTML" });
+    });
+  }
+  function noteHealth(el) {
+    if (!el || el.id !== "poller-health") return;
+    var key = el.dataset.health;
+    if (healthKey !== null && key !== healthKey) refreshCards();
+    healthKey = key;
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    noteHealth(document.getElementById("poller-health"));
+  });
+  document.addEventListener("htmx:load", function (evt) {
+    noteHealth(evt.detail.elt);
+  });
 
   document.addEventListener("htmx:beforeSwap", function (evt) {
     var xhr = evt.detail.xhr;
@@ -95,9 +127,22 @@
         if (xhr) return text; // an ordinary htmx response: leave it alone
         var tpl = document.createElement("template");
         tpl.innerHTML = text;
+        var added = false;
         Array.prototype.slice.call(tpl.content.children).forEach(function (el) {
-          if (el.id && !document.getElementById(el.id)) el.remove();
+          if (el.id && !document.getElementById(el.id)) {
+            added = added || (el.tagName === "ARTICLE" && el.id.indexOf("printer-card-") === 0);
+            el.remove();
+          }
         });
+        // A printer added since this page loaded: on a grid of every printer, re-read the
+        // grid (once per burst) so it appears in its place.
+        var grid = document.getElementById("printer-grid");
+        if (added && grid && grid.hasAttribute("data-every-printer") && !gridReload) {
+          gridReload = setTimeout(function () {
+            gridReload = null;
+            pollGrid();
+          }, 300);
+        }
         return tpl.innerHTML;
       },
     });

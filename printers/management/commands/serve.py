@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from printers.management.commands.poll_printers import _positive
+from printers.management.arguments import positive
 
 
 class Command(BaseCommand):
@@ -18,8 +18,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--port", type=_positive(int), default=8000)
-        parser.add_argument("--workers", type=_positive(int), default=1, help="processes sharing the port")
+        parser.add_argument("--port", type=positive(int), default=8000)
+        parser.add_argument("--workers", type=positive(int), default=1, help="processes sharing the port")
 
     def handle(self, *args, host: str, port: int, workers: int, **options):
         # This process owns uploads: what a killed one left goes before new ones arrive. By

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import httpx
@@ -54,6 +55,53 @@ async def test_finished_print_reads_finished(farm: SimulatedFarm, driver: Moonra
     assert status.progress == 100.0
     assert status.remaining == 0
     assert status.file == "short.gcode"
+
+
+async def test_simulated_klipper_without_an_extruder_keeps_print_duration_at_zero(
+    farm: SimulatedFarm, client: httpx.AsyncClient
+) -> None:
+    """As klippy/extras/print_stats.py: print_duration counts from the first extrusion only;
+    total_duration and the file progress run from the start."""
+    farm.set_first_extrusion(0, None)
+    farm.start_print(0, "plotter.gcode", duration=600)
+    url = f"{farm.printers[0].base_url}/printer/objects/query?print_stats&virtual_sdcard"
+    for _ in range(200):
+        objects = (await client.get(url)).json()["result"]["status"]
+        if objects["virtual_sdcard"]["progress"] >= 0.05:
+            break
+        await asyncio.sleep(0.05)
+    assert objects["print_stats"]["state"] == "printing"
+    assert objects["print_stats"]["print_duration"] == 0.0
+    assert objects["print_stats"]["filament_used"] == 0.0
+    assert objects["print_stats"]["total_duration"] >= 29  # 5 % of 600 s, less rounding
+
+
+async def test_print_without_an_extruder_reads_time_since_start_and_a_derived_time_left(
+    farm: SimulatedFarm, driver: MoonrakerDriver
+) -> None:
+    """The reported defect: "61% · 0s left" and 0 s printed while print_duration stays 0."""
+    farm.set_first_extrusion(0, None)
+    farm.start_print(0, "plotter.gcode", duration=600)  # no slicer estimate: extrapolated
+    # past EXTRAPOLATE_FROM (5 %), however the reported percentage is rounded
+    status = await wait_for(driver, State.PRINTING, check=lambda s: (s.progress or 0) >= 6)
+    assert status.elapsed is not None and status.elapsed >= 30
+    assert status.remaining is not None and status.remaining > 0
+    # total_duration/progress - total_duration: the rest of the 600 s print
+    assert abs(status.elapsed + status.remaining - 600) < 15
+
+
+async def test_print_clock_not_started_takes_the_time_left_from_the_slicer_estimate(
+    farm: SimulatedFarm, driver: MoonrakerDriver, tmp_path: Path
+) -> None:
+    path = tmp_path / "plot.gcode"
+    path.write_bytes(b"; estimated printing time (normal mode) = 2h 0m 0s\nG28\n" + b"G1 X1 Y1\n" * 5000)
+    farm.set_first_extrusion(0, None)
+    await driver.upload(path, remote_name="plot.gcode", start=True)
+    status = await wait_for(driver, State.PRINTING, check=lambda s: s.progress is not None)
+    # /server/files/metadata's estimated_time (7,200 s) for the part not yet printed, from the
+    # first reading on: no need to wait for the print to get far.
+    assert status.remaining is not None
+    assert abs(status.remaining - 7200 * (1 - status.progress / 100)) <= 10  # progress is rounded to 0.1 %
 
 
 async def test_pause_resume_cancel(farm: SimulatedFarm, driver: MoonrakerDriver) -> None:
@@ -197,7 +245,7 @@ async def test_klippy_not_ready_is_connecting(farm: SimulatedFarm, driver: Moonr
     farm.set_fault(0, "not_ready")
     status = await driver.fetch_status()
     assert status.state is State.CONNECTING
-    assert status.message == "Klipper not ready: startup"
+    assert status.message == "Klipper not ready: disconnected"
     result = await driver.probe()
     assert result.firmware == "Moonraker v0.9.3-42-gsim · Klipper (not ready)"
     assert result.status.state is State.CONNECTING

@@ -68,6 +68,22 @@ async def test_moonraker_history_names_how_each_print_ended(
     assert (await driver.print_history("c-job3.gcode")).outcome == "klippy_disconnect"
 
 
+async def test_moonraker_print_without_an_extruder_reports_its_real_print_time(
+    make_farm: FarmFactory, client: httpx.AsyncClient
+) -> None:
+    """Klipper's print_duration stays 0 on a host without an extruder: the print's time is the
+    time from its start to its end, in the finished status and in the history alike."""
+    farm = await make_farm("moonraker")
+    driver = driver_for(farm, client)
+    farm.set_first_extrusion(0, None)
+    farm.start_print(0, "plot-job1.gcode", duration=60.0)
+    status = await wait_for(driver, State.FINISHED)
+    assert status.elapsed == 60
+    record = await driver.print_history("plot-job1.gcode")
+    assert record is not None and record.outcome == "completed"
+    assert record.print_seconds == 60
+
+
 async def test_octoprint_keeps_no_history(make_farm: FarmFactory, client: httpx.AsyncClient) -> None:
     farm = await make_farm("octoprint")
     assert await driver_for(farm, client).print_history("a.gcode") is None
@@ -96,6 +112,23 @@ async def test_octoprint_keeps_no_history(make_farm: FarmFactory, client: httpx.
             PrintRecord(file="dir/x.gcode", outcome="error", print_seconds=61),
         ),
         ({"result": {"jobs": [{"filename": "x.gcode"}]}}, PrintRecord(file="x.gcode", outcome="unknown")),
+        # A host without an extruder: Klipper's print clock never started; the time from the
+        # start to the end is the print's.
+        (
+            {
+                "result": {
+                    "jobs": [
+                        {
+                            "filename": "x.gcode",
+                            "status": "completed",
+                            "print_duration": 0.0,
+                            "total_duration": 75.5,
+                        }
+                    ]
+                }
+            },
+            PrintRecord(file="x.gcode", outcome="completed", print_seconds=75),
+        ),
     ],
 )
 def test_history_parsing_takes_the_newest_entry_of_the_file(payload: object, expected) -> None:

@@ -256,6 +256,61 @@ def test_moonraker_firmware_name() -> None:
     assert moonraker.firmware_name({}, None) == "Moonraker (unknown version) · Klipper (not ready)"
 
 
+# Klipper's print_duration stays 0 until the first extrusion, and for the whole print on a host
+# without an extruder (klippy/extras/print_stats.py); total_duration runs from the start.
+CLOCK_NOT_STARTED = {**PRINTING, "print_duration": 0.0, "total_duration": 300.0}
+
+
+@pytest.mark.parametrize(
+    ("print_stats", "progress", "estimate", "expected"),
+    [
+        pytest.param(CLOCK_NOT_STARTED, 0.6, None, {"elapsed": 300, "remaining": 200}, id="from-total"),
+        pytest.param(CLOCK_NOT_STARTED, 0.6, 1000.0, {"elapsed": 300, "remaining": 400}, id="from-estimate"),
+        pytest.param(CLOCK_NOT_STARTED, 0.0, 1000.0, {"elapsed": 300, "remaining": 1000}, id="estimate-at-0"),
+        # The first percent is start G-code run while heating: 300 s says nothing about the rest.
+        pytest.param(CLOCK_NOT_STARTED, 0.01, None, {"elapsed": 300, "remaining": None}, id="too-early"),
+        pytest.param(
+            {**CLOCK_NOT_STARTED, "state": "paused"},
+            0.6,
+            None,
+            {"elapsed": 300, "remaining": 200},
+            id="paused",
+        ),
+        pytest.param(
+            {**CLOCK_NOT_STARTED, "total_duration": 0.0},
+            0.6,
+            None,
+            {"elapsed": 0, "remaining": None},
+            id="no-clock",
+        ),
+        # Once Klipper counts, its print clock wins over the estimate and the total.
+        pytest.param(
+            {**CLOCK_NOT_STARTED, "print_duration": 120.0},
+            0.6,
+            1000.0,
+            {"elapsed": 120, "remaining": 80},
+            id="counting",
+        ),
+    ],
+)
+def test_moonraker_time_left_before_klippers_print_clock_starts(
+    print_stats: dict[str, Any], progress: float, estimate: float | None, expected: dict[str, Any]
+) -> None:
+    reply = moonraker_reply(print_stats=print_stats, virtual_sdcard={"progress": progress})
+    status = moonraker.parse_status(reply, estimate=estimate)
+    assert {name: getattr(status, name) for name in expected} == expected
+    assert status.remaining != 0  # never "0 s left" of a print that is not done
+
+
+def test_moonraker_asks_the_estimate_only_while_the_print_clock_has_not_started() -> None:
+    waiting = moonraker_reply(print_stats=CLOCK_NOT_STARTED, virtual_sdcard={"progress": 0.6})
+    counting = moonraker_reply(print_stats=PRINTING, virtual_sdcard={"progress": 0.6})
+    assert moonraker.waiting_for_clock(waiting) == "benchy.gcode"
+    assert moonraker.waiting_for_clock(counting) == ""
+    assert moonraker.waiting_for_clock(moonraker_reply()) == ""  # standby
+    assert moonraker.waiting_for_clock({"error": "x"}) == ""
+
+
 # --- OctoPrint: GET /api/printer?exclude=sd,history and GET /api/job (§2.2)
 
 FLAGS = (

@@ -1,4 +1,4 @@
-"""Per-test files dir (uploads are stored there), and clients signed in with a given role."""
+"""Clients signed in with a given role."""
 
 from __future__ import annotations
 
@@ -9,12 +9,6 @@ from django.test import Client
 
 from printers.tests.factories import UserFactory
 from printfarm.accounts.models import Role
-
-
-@pytest.fixture(autouse=True)
-def files_dir(settings, tmp_path):
-    settings.PRINTFARM_FILES_DIR = tmp_path / "files"
-    return settings.PRINTFARM_FILES_DIR
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ def test_web_actions_appear_in_the_log(login):
         reverse("jobs:queue_add", args=[file.pk]), {"action": "print", "quantity": "3", "priority": "0"}
     )
     printer = PrinterFactory(name="prusa-1")
-    operator.post(reverse("jobs:bed_cleared", args=[printer.pk]))
+    operator.post(reverse("printers:bed_cleared", args=[printer.pk]))
     page = admin.get(reverse("accounts:audit"))
     assert shown(page) == ["olga printer.bed_cleared", "olga job.queue"]
     html = page.content.decode()

@@ -198,7 +198,7 @@ CASES = [
     Case(
         "bed-cleared",
         OPERATOR,
-        url("jobs:bed_cleared", PRINTER),
+        url("printers:bed_cleared", PRINTER),
         "post",
         hx=True,
         done=lambda w: Printer.objects.get(pk=w.printer.pk).bed_clear and audited("printer.bed_cleared"),

@@ -77,7 +77,7 @@ def test_the_viewer_sees_no_action_on_jobs_pages(login, farm):
     queue = text(viewer.get(reverse("jobs:queue")))
     assert 'action="/jobs/' not in queue  # cancel, move, print now, requeue, bed cleared
     assert "data-sortable" not in queue
-    assert reverse("jobs:bed_cleared", args=[printer.pk]) not in queue
+    assert reverse("printers:bed_cleared", args=[printer.pk]) not in queue
     assert "draggable" not in queue
     job_page = text(viewer.get(reverse("jobs:job", args=[job.pk])))
     assert reverse("jobs:cancel", args=[job.pk]) not in job_page
@@ -97,7 +97,7 @@ def test_the_operator_sees_the_actions_but_not_printer_admin(login, farm):
     queue = text(operator.get(reverse("jobs:queue")))
     assert reverse("jobs:cancel", args=[job.pk]) in queue and "data-sortable" in queue
     assert reverse("jobs:requeue", args=[done.pk]) in queue
-    assert reverse("jobs:bed_cleared", args=[printer.pk]) in queue
+    assert reverse("printers:bed_cleared", args=[printer.pk]) in queue
     assert reverse("jobs:cancel", args=[job.pk]) in text(operator.get(reverse("jobs:job", args=[job.pk])))
     printer_page = text(operator.get(reverse("printers:detail", args=[printer.pk])))
     assert reverse("printers:edit", args=[printer.pk]) not in printer_page
@@ -121,7 +121,7 @@ def test_a_refusal_is_a_friendly_page(login, farm):
 def test_htmx_refusals_carry_the_reason_for_roles_js(login, farm):
     printer = farm[0]
     response = login(Role.VIEWER).post(
-        reverse("jobs:bed_cleared", args=[printer.pk]), headers={"HX-Request": "true"}
+        reverse("printers:bed_cleared", args=[printer.pk]), headers={"HX-Request": "true"}
     )
     assert response.status_code == 403
     reason = re.search(r"<p data-denied>(.*?)</p>", response.content.decode(), re.S).group(1)

@@ -1,4 +1,4 @@
-"""Per-test files dir and fresh caches; clients holding a token for each role."""
+"""Fresh caches; clients holding a token for each role."""
 
 import pytest
 
@@ -6,12 +6,6 @@ from printfarm.accounts.models import Role
 from printfarm.api.auth import forget_tokens
 from printfarm.api.snapshot import snapshot
 from printfarm.api.tests.clients import api_client
-
-
-@pytest.fixture(autouse=True)
-def files_dir(settings, tmp_path):
-    settings.PRINTFARM_FILES_DIR = tmp_path / "files"
-    return settings.PRINTFARM_FILES_DIR
 
 
 @pytest.fixture(autouse=True)

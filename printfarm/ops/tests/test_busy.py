@@ -30,7 +30,7 @@ def operator_client(client):
 def busy_move(monkeypatch):
     """jobs:move whose write can't get the database: the condition under load, on demand."""
 
-    def move(job, direction):
+    def move(job, direction, **actor):
         raise OperationalError("database is locked")
 
     monkeypatch.setattr(services, "job_move", move)
@@ -77,7 +77,7 @@ def test_a_foreign_back_link_is_not_offered(operator_client, busy_move):
     ],
 )
 def test_a_pool_timeout_or_a_raw_sqlite_lock_is_busy_too(operator_client, monkeypatch, exc):
-    def move(job, direction):
+    def move(job, direction, **actor):
         raise exc
 
     monkeypatch.setattr(services, "job_move", move)
@@ -86,7 +86,7 @@ def test_a_pool_timeout_or_a_raw_sqlite_lock_is_busy_too(operator_client, monkey
 
 
 def test_other_database_errors_are_still_server_errors(operator_client, monkeypatch):
-    def move(job, direction):
+    def move(job, direction, **actor):
         raise OperationalError("no such table: jobs_job")
 
     monkeypatch.setattr(services, "job_move", move)

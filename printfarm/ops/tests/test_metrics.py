@@ -28,11 +28,6 @@ pytestmark = pytest.mark.django_db
 URL = "/metrics"
 
 
-@pytest.fixture(autouse=True)
-def files_dir(settings, tmp_path):
-    settings.PRINTFARM_FILES_DIR = tmp_path / "files"
-
-
 def samples(text: str) -> dict[tuple[str, frozenset], float]:
     return {
         (s.name, frozenset(s.labels.items())): s.value
@@ -168,7 +163,7 @@ def test_farm_gauges(admin_client):
 def test_scrape_is_a_few_queries_whatever_the_farm_size(admin_client, django_assert_max_num_queries):
     for _ in range(20):
         PrinterFactory()
-    with django_assert_max_num_queries(6):  # session + user + profile, then printers and jobs
+    with django_assert_max_num_queries(6):  # session + user + profile, printer counts, poll age, jobs
         admin_client.get(URL)
 
 

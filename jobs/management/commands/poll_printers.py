@@ -1,5 +1,8 @@
 """Poll every enabled printer (or this poller's shard of them) and dispatch the queue to them,
-until SIGTERM/SIGINT."""
+until SIGTERM/SIGINT.
+
+In jobs, not printers: the poller runs the dispatcher, and printers never imports jobs.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +18,7 @@ from django.core.management.base import BaseCommand
 
 from jobs.dispatch import Dispatcher
 from printers.coordinator import Coordinator, parse_shard
-
-
-def _positive(kind: type[float] | type[int]):
-    def parse(text: str) -> float | int:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be greater than 0, not {text}")
-        return value
-
-    return parse
+from printers.management.arguments import positive
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -52,9 +43,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--interval", type=_positive(float), help="seconds between polls of one printer")
-        parser.add_argument("--concurrency", type=_positive(int), help="requests in flight at most")
-        parser.add_argument("--timeout", type=_positive(float), help="per-request timeout, seconds")
+        parser.add_argument("--interval", type=positive(float), help="seconds between polls of one printer")
+        parser.add_argument("--concurrency", type=positive(int), help="requests in flight at most")
+        parser.add_argument("--timeout", type=positive(float), help="per-request timeout, seconds")
         parser.add_argument(
             "--shard",
             type=_shard,

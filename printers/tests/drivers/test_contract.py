@@ -1,0 +1,557 @@
+"""The contract every registered driver passes against its simulator, over loopback HTTP.
+
+Parametrized over the driver registry: a newly registered protocol runs every case here and
+fails until it has a `Profile` (and so a simulator). Where protocols legitimately differ the
+profile says so as data; the test bodies never ask which protocol they drive. A case a driver
+fails because of a known bug is named in its profile's `known_bugs` (strict xfail: fixing the
+bug makes the case pass and the entry must go).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from printers.drivers import DRIVERS, Driver, DriverError, PrinterBusy
+from printers.drivers.http import make_client
+from printers.simulator import FAULTS, SimPrinter, SimulatedFarm
+from printers.simulator.printer import PROTOCOLS as SIMULATED_PROTOCOLS
+from printers.state import TEMP_MAX, TEMP_MIN, PrinterStatus, State
+from printers.tests.drivers.conftest import LONG_PRINT, FarmFactory, driver_for, gcode_file, wait_for
+from printfarm.testing import eventually
+
+# A client timeout short enough to keep the fault cases fast, long enough for a loaded machine
+# to answer a healthy request well within it.
+SHORT_TIMEOUT = 0.5
+NAME = "contract part.gcode"
+ERROR_TEXT = "Heater extruder not heating at expected rate"
+# Spaces, non-ASCII and folders reach the printer and come back in its status unchanged.
+REMOTE_NAMES = ["cube.gcode", "my part v2.gcode", "pièce ünïcode 部品.gcode", "parts/nested dir/cube.gcode"]
+
+GARBAGE_REPLY_BUG = (
+    "a 2xx reply is taken as success without reading it: a command or upload the printer never "
+    "carried out (simulator fault 'malformed') is reported as done"
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one protocol's driver does differently from the others, and its known bugs."""
+
+    # The firmware link lost (fault "disconnect"): Moonraker says Klippy is reconnecting,
+    # OctoPrint's serial port failed with an error.
+    link_lost_state: State
+    # Klipper's CANCEL_PRINT without a print is a no-op; OctoPrint answers 409.
+    refuses_cancel_when_idle: bool
+    # The message of a printer whose print was cancelled (Klipper keeps "cancelled").
+    cancelled_message: str
+    # Moonraker keeps a job history; OctoPrint keeps none.
+    keeps_history: bool
+    # case id -> why the driver fails it today
+    known_bugs: dict[str, str] = field(default_factory=dict)
+
+
+PROFILES: dict[str, Profile] = {
+    "moonraker": Profile(
+        link_lost_state=State.CONNECTING,
+        refuses_cancel_when_idle=False,
+        cancelled_message="Print cancelled",
+        keeps_history=True,
+        known_bugs={
+            "garbage-command-reply": GARBAGE_REPLY_BUG,
+            "garbage-upload-reply": GARBAGE_REPLY_BUG,
+            "start-missing-file": (
+                "Klipper's 'Unable to open file' (HTTP 400) is mapped to PrinterBusy, a retryable "
+                "error, like every 400 in MoonrakerDriver._command_error"
+            ),
+        },
+    ),
+    "octoprint": Profile(
+        link_lost_state=State.ERROR,
+        refuses_cancel_when_idle=True,
+        cancelled_message="",
+        keeps_history=False,
+        known_bugs={
+            "garbage-command-reply": GARBAGE_REPLY_BUG,
+            "garbage-upload-reply": GARBAGE_REPLY_BUG,
+        },
+    ),
+}
+
+# What the contract exercises of the Driver interface; a new abstract method fails
+# test_contract_covers_the_driver_interface until it has cases here.
+COVERED_METHODS = frozenset(
+    {
+        "fetch_status",
+        "probe",
+        "pause",
+        "resume",
+        "cancel",
+        "emergency_stop",
+        "set_temperature",
+        "upload",
+        "start",
+    }
+)
+
+
+def test_every_registered_driver_has_a_profile_and_a_simulator() -> None:
+    assert set(PROFILES) == set(DRIVERS)
+    assert set(DRIVERS) <= set(SIMULATED_PROTOCOLS)
+
+
+def test_contract_covers_the_driver_interface() -> None:
+    assert Driver.__abstractmethods__ <= COVERED_METHODS
+
+
+@pytest.fixture(params=sorted(DRIVERS))
+def protocol(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def profile(protocol: str) -> Profile:
+    if protocol not in PROFILES:
+        pytest.fail(f"No contract profile for the registered protocol {protocol!r}")
+    return PROFILES[protocol]
+
+
+@pytest.fixture
+async def farm(make_farm: FarmFactory, protocol: str, profile: Profile) -> SimulatedFarm:
+    return await make_farm(protocol)
+
+
+@pytest.fixture
+def driver(farm: SimulatedFarm, client: httpx.AsyncClient) -> Driver:
+    return driver_for(farm, client)
+
+
+@pytest.fixture
+def known_bug(request: pytest.FixtureRequest, profile: Profile) -> Callable[[str], None]:
+    """known_bug("case") marks this test a strict xfail when the profile lists the case."""
+
+    def mark(case: str) -> None:
+        if case in profile.known_bugs:
+            request.applymarker(pytest.mark.xfail(reason=profile.known_bugs[case], strict=True))
+
+    return mark
+
+
+def on_printer(farm: SimulatedFarm, change: Callable[[SimPrinter, float], None]) -> None:
+    """Change the simulated printer as its firmware would, at the farm's current time (the
+    farm runs on this test's loop, so this is a plain call)."""
+    printer = farm.printers[0]
+    now = farm.sim_now()
+    printer.advance(now)
+    change(printer, now)
+
+
+def last_outcome(farm: SimulatedFarm) -> str:
+    return farm.print_log(0)[-1]["outcome"]
+
+
+def assert_sane(status: PrinterStatus) -> None:
+    """Fields every status carries whatever the protocol: typed, in range, explained."""
+    assert isinstance(status.state, State)
+    assert status.state is not State.MAINTENANCE  # an operator's setting, never a reading
+    for temp in (status.hotend_actual, status.hotend_target, status.bed_actual, status.bed_target):
+        assert temp is None or (isinstance(temp, float) and TEMP_MIN <= temp <= TEMP_MAX), status
+    assert status.progress is None or 0.0 <= status.progress <= 100.0, status  # a percentage
+    for seconds in (status.elapsed, status.remaining):
+        assert seconds is None or (isinstance(seconds, int) and seconds >= 0), status
+    assert isinstance(status.message, str) and isinstance(status.file, str)
+    if status.state in (State.PRINTING, State.PAUSED):
+        assert status.file and status.progress is not None, status
+    if status.state in (State.ERROR, State.CONNECTING, State.OFFLINE):
+        assert status.message, status  # the operator is told why
+
+
+# --- status in every state the simulator can put a printer in
+
+
+def _print(farm: SimulatedFarm) -> None:
+    farm.start_print(0, NAME, duration=LONG_PRINT)
+
+
+def _paused(farm: SimulatedFarm) -> None:
+    _print(farm)
+    on_printer(farm, lambda p, now: p.pause(now))
+
+
+def _cancelled(farm: SimulatedFarm) -> None:
+    _print(farm)
+    on_printer(farm, lambda p, now: p.cancel(now))
+
+
+def _error(farm: SimulatedFarm) -> None:
+    _print(farm)
+    on_printer(farm, lambda p, now: p.emergency_stop(now, ERROR_TEXT))
+
+
+def _finished(farm: SimulatedFarm) -> None:
+    farm.start_print(0, NAME, duration=1.0)  # 1 simulated second
+
+
+@dataclass(frozen=True)
+class StateCase:
+    setup: Callable[[SimulatedFarm], None]
+    expected: Callable[[Profile], State]
+    job_file: bool = False  # the status names the job's file
+    message: Callable[[Profile], str] | None = None  # the exact message, when the contract fixes it
+
+
+STATE_CASES: dict[str, StateCase] = {
+    "idle": StateCase(lambda farm: None, lambda _: State.IDLE, message=lambda _: ""),
+    "printing": StateCase(_print, lambda _: State.PRINTING, job_file=True),
+    "paused": StateCase(_paused, lambda _: State.PAUSED, job_file=True),
+    "finished": StateCase(_finished, lambda _: State.FINISHED, job_file=True),
+    "cancelled": StateCase(_cancelled, lambda _: State.IDLE, message=lambda p: p.cancelled_message),
+    "error": StateCase(_error, lambda _: State.ERROR, message=lambda _: ERROR_TEXT),
+    "not-ready": StateCase(lambda farm: farm.set_fault(0, "not_ready"), lambda _: State.CONNECTING),
+    "link-lost": StateCase(lambda farm: farm.set_fault(0, "disconnect"), lambda p: p.link_lost_state),
+}
+
+
+@pytest.mark.parametrize("case", list(STATE_CASES))
+async def test_status_in_every_state(
+    farm: SimulatedFarm, driver: Driver, profile: Profile, case: str
+) -> None:
+    spec = STATE_CASES[case]
+    spec.setup(farm)
+    status = await wait_for(driver, spec.expected(profile))
+    assert_sane(status)
+    if spec.job_file:
+        assert status.file == NAME
+    if spec.message is not None:
+        assert status.message == spec.message(profile)
+    if status.state is State.IDLE:
+        assert status.hotend_actual is not None and status.bed_actual is not None
+    if status.state is State.FINISHED:
+        assert status.progress == 100.0
+
+
+async def test_offline_printer_is_a_driver_error_or_offline(farm: SimulatedFarm, driver: Driver) -> None:
+    farm.set_fault(0, "offline")
+    try:
+        status = await driver.fetch_status()
+    except DriverError as exc:
+        assert exc.message and not exc.permanent
+    else:
+        assert status.state is State.OFFLINE and status.message
+
+
+async def test_print_history_of_a_finished_print(
+    farm: SimulatedFarm, driver: Driver, profile: Profile
+) -> None:
+    _finished(farm)
+    await wait_for(driver, State.FINISHED)
+    record = await driver.print_history(NAME)
+    if profile.keeps_history:
+        assert record is not None and record.file == NAME and record.outcome == "completed"
+    else:
+        assert record is None
+
+
+async def test_probe_names_the_firmware_and_reads_the_status(driver: Driver) -> None:
+    result = await driver.probe()
+    assert result.firmware
+    assert result.status.state is State.IDLE
+    assert result.status.firmware == result.firmware
+    assert_sane(result.status)
+
+
+# --- each command, as seen in the next status
+
+
+async def test_pause_then_resume(farm: SimulatedFarm, driver: Driver) -> None:
+    _print(farm)
+    await driver.pause()
+    assert (await wait_for(driver, State.PAUSED)).file == NAME
+    await driver.resume()
+    assert (await wait_for(driver, State.PRINTING)).file == NAME
+
+
+@pytest.mark.parametrize("setup", [_print, _paused], ids=["printing", "paused"])
+async def test_cancel_ends_the_print(
+    farm: SimulatedFarm, driver: Driver, setup: Callable[[SimulatedFarm], None]
+) -> None:
+    setup(farm)
+    await driver.cancel()
+    assert_sane(await wait_for(driver, State.IDLE))
+    assert last_outcome(farm) == "cancelled"
+
+
+@pytest.mark.parametrize("setup", [_print, lambda farm: None], ids=["printing", "idle"])
+async def test_emergency_stop_halts_the_printer(
+    farm: SimulatedFarm, driver: Driver, setup: Callable[[SimulatedFarm], None]
+) -> None:
+    setup(farm)
+    await driver.emergency_stop()
+    status = await wait_for(driver, State.ERROR)
+    assert_sane(status)
+    assert all(entry["outcome"] != "in_progress" for entry in farm.print_log(0))
+
+
+async def test_preheat_then_cool_down(driver: Driver) -> None:
+    await driver.set_temperature(hotend=205.5, bed=60)
+    status = await wait_for(driver, State.IDLE, check=lambda s: s.hotend_target == 205.5)
+    assert status.bed_target == 60.0
+    await driver.set_temperature(bed=70)  # None leaves the hotend alone
+    status = await wait_for(driver, State.IDLE, check=lambda s: s.bed_target == 70.0)
+    assert status.hotend_target == 205.5
+    await driver.set_temperature(hotend=0, bed=0)
+    await wait_for(driver, State.IDLE, check=lambda s: s.hotend_target == 0.0 and s.bed_target == 0.0)
+
+
+@pytest.mark.parametrize("target", [-1.0, 501.0, float("nan")])
+async def test_absurd_temperature_is_refused_before_sending(driver: Driver, target: float) -> None:
+    with pytest.raises(DriverError) as caught:
+        await driver.set_temperature(hotend=target)
+    assert caught.value.permanent
+    assert (await driver.fetch_status()).hotend_target == 0.0
+
+
+@pytest.mark.parametrize("command", ["pause", "resume"])
+async def test_pause_or_resume_without_a_print_is_refused(driver: Driver, command: str) -> None:
+    with pytest.raises(DriverError):
+        await getattr(driver, command)()
+    assert (await driver.fetch_status()).state is State.IDLE
+
+
+async def test_cancel_without_a_print(driver: Driver, profile: Profile) -> None:
+    if profile.refuses_cancel_when_idle:
+        with pytest.raises(DriverError):
+            await driver.cancel()
+    else:
+        await driver.cancel()
+    assert (await driver.fetch_status()).state is State.IDLE
+
+
+# --- upload + start
+
+
+@pytest.mark.parametrize("remote_name", REMOTE_NAMES)
+async def test_upload_then_start_prints_the_uploaded_file(
+    farm: SimulatedFarm, driver: Driver, tmp_path: Path, remote_name: str
+) -> None:
+    path = gcode_file(tmp_path, size=600 * 1024)
+    size = path.stat().st_size
+    calls: list[tuple[int, int]] = []
+    await driver.upload(path, remote_name=remote_name, progress=lambda *sent: calls.append(sent))
+    assert calls[0] == (0, size) and calls[-1] == (size, size)
+    assert farm.printers[0].file_path(remote_name).read_bytes() == path.read_bytes()
+    assert (await driver.fetch_status()).state is State.IDLE  # stored, not started
+
+    await driver.start(remote_name)
+    status = await wait_for(driver, State.PRINTING)
+    assert status.file == remote_name
+    assert farm.print_log(0)[-1]["filename"] == remote_name
+
+
+@pytest.mark.parametrize("remote_name", REMOTE_NAMES)
+async def test_upload_with_start_prints_it(
+    farm: SimulatedFarm, driver: Driver, tmp_path: Path, remote_name: str
+) -> None:
+    await driver.upload(gcode_file(tmp_path, size=64 * 1024), remote_name=remote_name, start=True)
+    status = await wait_for(driver, State.PRINTING)
+    assert status.file == remote_name
+    assert_sane(status)
+
+
+async def test_upload_with_start_while_printing_is_busy(
+    farm: SimulatedFarm, driver: Driver, tmp_path: Path
+) -> None:
+    _print(farm)
+    with pytest.raises(PrinterBusy):
+        await driver.upload(gcode_file(tmp_path), remote_name="other.gcode", start=True)
+    assert (await driver.fetch_status()).file == NAME
+
+
+async def test_start_while_printing_is_busy(farm: SimulatedFarm, driver: Driver, tmp_path: Path) -> None:
+    await driver.upload(gcode_file(tmp_path), remote_name="other.gcode")
+    _print(farm)
+    with pytest.raises(PrinterBusy) as caught:
+        await driver.start("other.gcode")
+    assert not caught.value.permanent
+    assert (await driver.fetch_status()).file == NAME
+
+
+async def test_start_of_a_missing_file_is_permanent(driver: Driver, known_bug: Callable[[str], None]) -> None:
+    known_bug("start-missing-file")
+    with pytest.raises(DriverError) as caught:
+        await driver.start("never uploaded.gcode")
+    assert caught.value.permanent
+    assert (await driver.fetch_status()).state is State.IDLE
+
+
+# --- every fault kind
+
+
+async def _fault_offline(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    farm.set_fault(0, "offline")
+    with pytest.raises(DriverError) as caught:
+        await driver.fetch_status()
+    assert caught.value.message and not caught.value.permanent
+    with pytest.raises(DriverError):
+        await driver.pause()
+    with pytest.raises(DriverError):
+        await driver.upload(gcode_file(tmp_path), remote_name=NAME)
+
+
+async def _timeout(farm: SimulatedFarm, fault: str, delay: float = 3.0) -> None:
+    farm.set_fault(0, fault, delay=delay)
+    async with make_client(timeout=SHORT_TIMEOUT) as client:
+        driver = driver_for(farm, client)
+        for call in (driver.fetch_status, driver.pause):
+            with pytest.raises(DriverError, match=f"within {SHORT_TIMEOUT:g} s") as caught:
+                await call()
+            assert not caught.value.permanent
+
+
+async def _fault_blackhole(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    await _timeout(farm, "blackhole")
+
+
+async def _fault_slow(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    await _timeout(farm, "slow", delay=SHORT_TIMEOUT * 6)
+    farm.set_fault(0, "slow", delay=0.05)  # slower than usual but within the (2 s) timeout
+    assert_sane(await wait_for(driver, State.IDLE))
+
+
+async def _fault_http500(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    farm.set_fault(0, "http500")
+    with pytest.raises(DriverError, match="HTTP 500") as caught:
+        await driver.fetch_status()
+    assert not caught.value.permanent
+    with pytest.raises(DriverError) as caught:
+        await driver.set_temperature(hotend=200)
+    assert not caught.value.permanent
+    with pytest.raises(DriverError) as caught:
+        await driver.upload(gcode_file(tmp_path), remote_name=NAME)
+    assert not caught.value.permanent
+
+
+async def _unreadable_status(farm: SimulatedFarm, driver: Driver, fault: str) -> None:
+    farm.set_fault(0, fault)
+    with pytest.raises(DriverError) as caught:
+        await driver.fetch_status()
+    assert not caught.value.permanent
+    with pytest.raises(DriverError):
+        await driver.probe()
+
+
+async def _fault_malformed(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    await _unreadable_status(farm, driver, "malformed")
+
+
+async def _fault_garbled(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    await _unreadable_status(farm, driver, "garbled")
+    # The printer did take the print; only its answer was garbage.
+    with pytest.raises(DriverError):
+        await driver.upload(gcode_file(tmp_path), remote_name=NAME, start=True)
+    farm.set_fault(0, None)
+    assert (await wait_for(driver, State.PRINTING)).file == NAME
+
+
+async def _fault_not_ready(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    farm.set_fault(0, "not_ready")
+    status = await driver.fetch_status()
+    assert status.state is State.CONNECTING and status.message
+    probed = await driver.probe()
+    assert probed.firmware and probed.status.state is State.CONNECTING
+    for command in (driver.pause, driver.emergency_stop, lambda: driver.set_temperature(hotend=200)):
+        with pytest.raises(DriverError):
+            await command()
+
+
+async def _fault_disconnect(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    _print(farm)
+    await wait_for(driver, State.PRINTING)
+    farm.set_fault(0, "disconnect")
+    status = await wait_for(driver, profile.link_lost_state)
+    assert_sane(status)
+    assert last_outcome(farm) != "in_progress"  # the print ended with the link
+
+
+async def _failed_upload(
+    farm: SimulatedFarm, driver: Driver, tmp_path: Path, fault: str, *, held: bool = False
+) -> None:
+    farm.set_fault(0, fault)
+    before = farm.stats_counters.requests
+    upload = asyncio.create_task(
+        driver.upload(gcode_file(tmp_path, size=8 * 1024 * 1024), remote_name=NAME, start=True)
+    )
+    if held:
+        # The printer stops reading once the request reached it and holds it until the fault
+        # clears, then drops the connection (as one that gave up on its SD card does).
+        await eventually(lambda: farm.stats_counters.requests > before or upload.done())
+        farm.set_fault(0, None)
+    with pytest.raises(DriverError) as caught:
+        await upload
+    assert not caught.value.permanent and not isinstance(caught.value, PrinterBusy)
+    farm.set_fault(0, None)
+    assert (await driver.fetch_status()).state is State.IDLE
+    assert not farm.printers[0].file_path(NAME).exists()
+
+
+async def _fault_reset_upload(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    await _failed_upload(farm, driver, tmp_path, "reset_upload")
+
+
+async def _fault_stall_upload(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    await _failed_upload(farm, driver, tmp_path, "stall_upload", held=True)
+
+
+FAULT_CASES = {
+    "offline": _fault_offline,
+    "blackhole": _fault_blackhole,
+    "slow": _fault_slow,
+    "http500": _fault_http500,
+    "malformed": _fault_malformed,
+    "garbled": _fault_garbled,
+    "not_ready": _fault_not_ready,
+    "disconnect": _fault_disconnect,
+    "reset_upload": _fault_reset_upload,
+    "stall_upload": _fault_stall_upload,
+}
+
+
+def test_every_simulator_fault_has_a_case() -> None:
+    assert set(FAULT_CASES) == set(FAULTS)
+
+
+@pytest.mark.parametrize("fault", list(FAULT_CASES))
+async def test_fault(
+    farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path, fault: str
+) -> None:
+    await FAULT_CASES[fault](farm, driver, profile, tmp_path)
+    # Whatever the fault did, the printer reads normally once it clears.
+    farm.set_fault(0, None)
+    assert_sane(await driver.fetch_status())
+
+
+async def test_command_answered_with_garbage_is_an_error(
+    farm: SimulatedFarm, driver: Driver, known_bug: Callable[[str], None]
+) -> None:
+    known_bug("garbage-command-reply")
+    _print(farm)
+    farm.set_fault(0, "malformed")  # the printer does nothing and answers garbage
+    with pytest.raises(DriverError):
+        await driver.pause()
+    farm.set_fault(0, None)
+    assert (await driver.fetch_status()).state is State.PRINTING
+
+
+async def test_upload_answered_with_garbage_is_an_error(
+    farm: SimulatedFarm, driver: Driver, tmp_path: Path, known_bug: Callable[[str], None]
+) -> None:
+    known_bug("garbage-upload-reply")
+    farm.set_fault(0, "malformed")  # the printer stores nothing and answers garbage
+    with pytest.raises(DriverError):
+        await driver.upload(gcode_file(tmp_path, size=64 * 1024), remote_name=NAME)
+    assert not farm.printers[0].file_path(NAME).exists()

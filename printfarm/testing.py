@@ -1,0 +1,88 @@
+"""Helpers the test suites import: wait on a condition, and a clock that moves only when told.
+
+Fixtures (the files directory, a user, a signed-in client) live in the root `conftest.py`;
+what a test calls as a function lives here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Callable
+
+
+class FakeClock:
+    """Time that moves only when a test moves it, for code that takes a `clock` and a `sleep`.
+
+    `clock()` is the current fake time; `await clock.sleep(s)` wakes once the clock has been
+    moved `s` past the call. No real time passes, so a loaded machine cannot make a timer
+    fire early, late or in another order: what a test reads between two moves is exact.
+    """
+
+    def __init__(self, start: float = 1_000.0) -> None:
+        self.now = start
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()  # timers due at the same time wake in call order
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        wake = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._timers, (self.now + seconds, next(self._order), wake))
+        await wake
+
+    def next_due(self) -> float | None:
+        """When the earliest sleeper still waiting wakes; None if nobody sleeps."""
+        while self._timers and self._timers[0][2].done():
+            heapq.heappop(self._timers)  # cancelled while asleep
+        return self._timers[0][0] if self._timers else None
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on and wake every sleeper due by then (they run at the next await)."""
+        self.now += seconds
+        while self._timers and self._timers[0][0] <= self.now:
+            _, _, wake = heapq.heappop(self._timers)
+            if not wake.done():
+                wake.set_result(None)
+
+    def step(self) -> None:
+        """Jump to the earliest sleeper's wake-up time and wake it (and any due with it)."""
+        due = self.next_due()
+        if due is not None:
+            self.advance(max(0.0, due - self.now))
+
+
+async def eventually(
+    predicate: Callable[[], object], timeout: float = 20.0, *, clock: FakeClock | None = None
+) -> None:
+    """Wait until `predicate()` (a plain value or an awaitable's result) is true.
+
+    The timeout only bounds a broken test, in real seconds; it measures nothing. With a
+    `clock`, fake time moves on one timer at a time between two looks; a plain (not
+    awaitable) predicate sees what happened before the clock moves again.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            try:
+                result = await asyncio.wait_for(result, timeout)
+            except TimeoutError:
+                for task in asyncio.all_tasks():
+                    task.print_stack()  # shown by pytest: where the loop's tasks are waiting
+                raise AssertionError("the condition's query did not return") from None
+        if result:
+            return
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        if clock is None:
+            await asyncio.sleep(0.02)
+        else:
+            clock.step()
+            await asyncio.sleep(0.005)  # let the woken tasks and any real I/O run

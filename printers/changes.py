@@ -24,10 +24,9 @@ import datetime as dt
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
 
 from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
-from django.db import close_old_connections, connections, transaction
+from django.db import connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -75,7 +74,7 @@ def _post(printer_ids: list[int]) -> None:
         _publisher(loop).post(printer_ids)
         return
     try:
-        async_to_sync(_publish)(printer_ids, None)
+        async_to_sync(_publish)(printer_ids, in_own_thread=False)
     except Exception:
         logger.warning("Could not push %d changes to dashboards", len(printer_ids), exc_info=True)
 
@@ -88,22 +87,24 @@ def _loop_of_this_thread() -> asyncio.AbstractEventLoop | None:
     return loop
 
 
-async def _publish(printer_ids: Sequence[int], executor: Executor | None) -> None:
+async def _publish(printer_ids: Sequence[int], *, in_own_thread: bool) -> None:
     from printers.realtime import group_send, render_push
 
-    if executor is None:
-        frames = await sync_to_async(render_push)(list(printer_ids))
-    else:
-        frames = await sync_to_async(_render, thread_sensitive=False, executor=executor)(list(printer_ids))
+    render = _render_and_close if in_own_thread else render_push
+    # Not thread-sensitive in the publisher: the request that announced may be gone.
+    frames = await sync_to_async(render, thread_sensitive=not in_own_thread)(list(printer_ids))
     await asyncio.wait_for(group_send(frames), SEND_TIMEOUT)
 
 
-def _render(printer_ids: list[int]) -> list[str]:
+def _render_and_close(printer_ids: list[int]) -> list[str]:
     from printers.realtime import render_push
 
-    # No request cycle closes the publisher thread's connection: drop a broken or expired one.
-    close_old_connections()
-    return render_push(printer_ids)
+    # A worker thread no request cycle cleans up after: give its connection back (to the
+    # pool, or PostgreSQL) at once rather than leave one open per idle thread.
+    try:
+        return render_push(printer_ids)
+    finally:
+        connections.close_all()
 
 
 class _Publisher:
@@ -114,8 +115,6 @@ class _Publisher:
         self.lock = threading.Lock()
         self.pending: dict[int, None] = {}
         self.task: asyncio.Task[None] | None = None
-        # Its own thread: a request's thread may be gone when the push renders.
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="printfarm-publish")
 
     def post(self, printer_ids: Iterable[int]) -> None:  # any thread
         with self.lock:
@@ -132,11 +131,9 @@ class _Publisher:
             with self.lock:
                 ids, self.pending = list(self.pending), {}
             if not ids:
-                # Idle: give the thread's connection back (a pool, or PostgreSQL, wants it).
-                await asyncio.wrap_future(self.executor.submit(connections.close_all))
                 return
             try:
-                await _publish(ids, self.executor)
+                await _publish(ids, in_own_thread=True)
             except Exception:
                 logger.warning("Could not push %d changes to dashboards", len(ids), exc_info=True)
 

@@ -40,6 +40,7 @@ STATUS_PATH = (
 
 # Moonraker runs without Klippy (the Klipper service stopped, or not up yet since Moonraker started).
 _NO_KLIPPY = "Moonraker has no connection to Klipper — is the Klipper service running?"
+_MISSING_FILE = "Unable to open file"  # Klipper's SDCARD_PRINT_FILE of a file not on its disk
 
 _JOB_STATES: dict[str, tuple[State, str]] = {
     "standby": (State.IDLE, ""),
@@ -319,11 +320,25 @@ class MoonrakerDriver(RestDriver):
         params: Mapping[str, str] | None = None,
         json: object = None,
         timeout: httpx.Timeout | None = None,
+        what: str = "the command",
     ) -> None:
         response = await self.send("POST", self.url(path), params=params, json=json, timeout=timeout)
-        if response.is_success:
-            return
-        raise await self._command_error(response)
+        if not response.is_success:
+            raise await self._command_error(response)
+        # Moonraker answers {"result": "ok"} once Klippy took the command; a 2xx without it
+        # (a proxy's page, a truncated body) says nothing about whether it was carried out.
+        self._expect_result(response, path, what)
+
+    def _expect_result(self, response: httpx.Response, path: str, what: str) -> object:
+        try:
+            payload = self.parse_json(response, path)
+        except DriverError:
+            payload = None
+        if not isinstance(payload, dict) or "result" not in payload:
+            raise DriverError(
+                f"The printer's answer to {what} was unreadable; it may not have been carried out"
+            )
+        return payload["result"]
 
     async def _command_error(self, response: httpx.Response) -> DriverError:
         """The one place a refused Moonraker command becomes the operator's words.
@@ -346,6 +361,9 @@ class MoonrakerDriver(RestDriver):
                 not_ready = ""  # can't tell: the refusal's own words below
             if not_ready:
                 return PrinterBusy(f"Klipper is not ready: {not_ready}")
+        if code == 400 and _MISSING_FILE in error_text(response):
+            # SDCARD_PRINT_FILE of a file that isn't there: retrying the start won't find it.
+            return DriverError(f"The printer has no such file: {error_text(response)}", permanent=True)
         if code in (400, 403):
             # Klippy's refusal with Klipper ready ("SD busy"); 403 a file in use.
             return busy_error(response)
@@ -367,17 +385,17 @@ class MoonrakerDriver(RestDriver):
         return " ".join(message.split()) or f"Klipper is in {klippy_state}"
 
     async def pause(self) -> None:
-        await self._command("/printer/print/pause")
+        await self._command("/printer/print/pause", what="the pause")
 
     async def resume(self) -> None:
-        await self._command("/printer/print/resume")
+        await self._command("/printer/print/resume", what="the resume")
 
     async def cancel(self) -> None:
-        await self._command("/printer/print/cancel")
+        await self._command("/printer/print/cancel", what="the cancel")
 
     async def emergency_stop(self) -> None:
         # Not M112 through gcode/script: that waits behind queued G-code (§1.5).
-        await self._command("/printer/emergency_stop")
+        await self._command("/printer/emergency_stop", what="the emergency stop")
 
     async def set_temperature(self, *, hotend: float | None = None, bed: float | None = None) -> None:
         lines = []
@@ -401,13 +419,7 @@ class MoonrakerDriver(RestDriver):
         )
         if not response.is_success:
             raise await self._command_error(response)
-        # Moonraker answers {"result": "ok"} once Klippy took SDCARD_PRINT_FILE; anything else
-        # (a proxy's page, a truncated body) says nothing about whether the print began.
-        try:
-            payload = self.parse_json(response, "/printer/print/start")
-        except DriverError:
-            payload = None
-        if not isinstance(payload, dict) or payload.get("result") != "ok":
+        if self._expect_result(response, "/printer/print/start", "the start") != "ok":
             raise DriverError("The printer's answer to the start was unreadable")
 
     async def print_history(self, remote_name: str) -> PrintRecord | None:
@@ -444,12 +456,17 @@ class MoonrakerDriver(RestDriver):
             raise busy_error(response)  # "File is loaded, upload not permitted"
         if not response.is_success:
             raise http_error(response)
+        # The reply names the stored file ({"item": …, "action": "create_file"}, some versions
+        # wrapped in "result"); without it nothing says the file was kept.
+        try:
+            payload = self.parse_json(response, "/server/files/upload")
+        except DriverError:
+            payload = None
+        result = payload.get("result", payload) if isinstance(payload, dict) else None
+        if not isinstance(result, dict) or not isinstance(result.get("item"), dict):
+            raise DriverError("The printer's answer to the upload was unreadable; the file may not be stored")
         if not start:
             return
-        payload = self.parse_json(response, "/server/files/upload")
-        result = payload.get("result", payload) if isinstance(payload, dict) else None
-        if not isinstance(result, dict):
-            raise DriverError("Uploaded, but the printer sent an unexpected reply about starting it")
         if result.get("print_started") is not True:
             queued = ""
             if result.get("print_queued") is True:

@@ -217,11 +217,19 @@ class OctoPrintDriver(RestDriver):
         status = await self.fetch_status()
         return ProbeResult(firmware=firmware, status=dataclasses.replace(status, firmware=firmware))
 
-    async def _post(self, path: str, body: object, *, timeout: httpx.Timeout | None = None) -> httpx.Response:
+    async def _post(
+        self, path: str, body: object, *, timeout: httpx.Timeout | None = None, what: str = "the command"
+    ) -> httpx.Response:
         response = await self.send("POST", self.url(path), json=body, timeout=timeout)
-        if response.is_success:
-            return response
-        raise await self._command_error(response)
+        if not response.is_success:
+            raise await self._command_error(response)
+        # OctoPrint answers its commands 204 No Content; a body on a 2xx is not OctoPrint's
+        # answer (a proxy, a garbled reply) and says nothing about whether it was carried out.
+        if response.status_code != 204 and response.content.strip():
+            raise DriverError(
+                f"The printer's answer to {what} was unreadable; it may not have been carried out"
+            )
+        return response
 
     async def _command_error(self, response: httpx.Response) -> DriverError:
         """The one place a refused OctoPrint command becomes the operator's words: its 409
@@ -280,13 +288,12 @@ class OctoPrintDriver(RestDriver):
 
     async def start(self, remote_name: str) -> None:
         path = quote(remote_name.strip("/"), safe="/")
-        response = await self._post(
-            f"/api/files/local/{path}", {"command": "select", "print": True}, timeout=self._command_timeout
+        await self._post(
+            f"/api/files/local/{path}",
+            {"command": "select", "print": True},
+            timeout=self._command_timeout,
+            what="the start",
         )
-        # OctoPrint answers 204 No Content; a body on a 2xx is not OctoPrint's answer (a proxy,
-        # a garbled reply) and says nothing about whether the print began.
-        if response.status_code != 204 and response.content.strip():
-            raise DriverError("The printer's answer to the start was unreadable")
 
     async def upload(
         self,
@@ -313,11 +320,16 @@ class OctoPrintDriver(RestDriver):
             raise busy_error(response)  # would overwrite the file being printed
         if not response.is_success:
             raise http_error(response)
+        # OctoPrint's 201 names the stored file ({"done": true, "files": {"local": …}});
+        # without it nothing says the file was kept.
+        try:
+            reply = self.parse_json(response, "/api/files/local")
+        except DriverError:
+            reply = None
+        if not isinstance(reply, dict) or not isinstance(reply.get("files"), dict):
+            raise DriverError("The printer's answer to the upload was unreadable; the file may not be stored")
         if not start:
             return
-        reply = self.parse_json(response, "/api/files/local")
-        if not isinstance(reply, dict):
-            raise DriverError("Uploaded, but the printer sent an unexpected reply about starting it")
         # If the printer isn't operational or is busy, OctoPrint silently drops print=true.
         if reply.get("effectivePrint") is not True:
             raise PrinterBusy("Uploaded, but the printer did not start: it is busy")

@@ -10,6 +10,9 @@ survives until the fault clears.
 "disconnect" takes the firmware link away (the print, if any, ends: see SimPrinter.lose_link)
 and clearing it (or switching to another fault) brings the link back without the print.
 `print_log()` lists every print start and end on every printer (also GET /prints).
+
+Fault switching and the sockets it juggles are in farm_faults, the thread-safe public calls
+in farm_control; SimulatedFarm mixes both in.
 """
 
 from __future__ import annotations
@@ -25,35 +28,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
 from printers.simulator import control, moonraker, octoprint
-from printers.simulator.files import UploadRejected, clean_path
-from printers.simulator.printer import FAULTS, PROTOCOLS, READY, SimPrinter
+from printers.simulator.farm_control import CALL_TIMEOUT
+from printers.simulator.farm_faults import LISTEN_BACKLOG, FarmFaults
+from printers.simulator.printer import PROTOCOLS, SimPrinter
 from printers.simulator.stats import SAMPLE_INTERVAL, FarmStats
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-LISTEN_BACKLOG = 128
 SHUTDOWN_TIMEOUT = 1.0  # seconds aiohttp waits for in-flight handlers on stop
-CALL_TIMEOUT = 30.0  # seconds a thread waits for the farm's loop to run a call
-
-
-def _drop(transport: asyncio.BaseTransport) -> None:
-    """Kill a connection now: keep-alive connections die with the "device".
-
-    transport.abort() only closes the socket on the next loop iteration; shutting it down
-    first makes a client on the same loop see EOF right away and reconnect (-> refused)
-    instead of writing its next request into a dying connection.
-    """
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-    transport.abort()
 
 
 def check_loopback(host: str) -> str:
@@ -69,7 +56,7 @@ def check_loopback(host: str) -> str:
     return host
 
 
-class SimulatedFarm:
+class SimulatedFarm(FarmFaults):
     """Simulated Moonraker/OctoPrint printers on loopback ports. See the module docstring."""
 
     def __init__(
@@ -250,18 +237,6 @@ class SimulatedFarm:
         if self._own_upload_dir and self.upload_dir is not None:
             shutil.rmtree(self.upload_dir, ignore_errors=True)
 
-    def _bind(self, port: int) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, port))
-            sock.setblocking(False)
-        except OSError as exc:
-            sock.close()
-            raise OSError(exc.errno, f"cannot bind {self.host}:{port}: {exc.strerror}") from exc
-        return sock
-
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -274,158 +249,7 @@ class SimulatedFarm:
             await asyncio.sleep(SAMPLE_INTERVAL)
             self.stats_counters.sample([p.fault is not None for p in printers])
 
-    # -- thread-safe public calls ---------------------------------------------------------
-
-    def _call(self, fn: Callable[[], T]) -> T:
-        """Run fn on the farm's loop: directly when already there, else via the loop and wait."""
-        loop = self._loop
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is None or running is loop or not loop.is_running():
-            return fn()
-
-        async def run() -> T:
-            value = fn()
-            await asyncio.sleep(0)  # let aborted connections finish closing
-            # Let a reopened socket finish registering, so "cleared" means served on return.
-            for task in list(self._reopening.values()):
-                with contextlib.suppress(BaseException):
-                    await task
-            return value
-
-        return asyncio.run_coroutine_threadsafe(run(), loop).result(CALL_TIMEOUT)
-
-    def _printer(self, index: int) -> SimPrinter:
-        if not 0 <= index < len(self.printers):
-            raise ValueError(f"No printer with index {index}")
-        return self.printers[index]
-
-    def set_fault(self, index: int, fault: str | None, delay: float = 3.0) -> None:
-        """Switch printer `index` to `fault` (one of FAULTS); None or "none" clears it."""
-        if fault == "none" or fault == "":
-            fault = None
-        if fault is not None and fault not in FAULTS:
-            raise ValueError(f"Unknown fault {fault!r}; expected one of {', '.join(FAULTS)} or none")
-        if delay < 0:
-            raise ValueError("delay must be >= 0")
-        self._call(lambda: self._set_fault(self._printer(index), fault, float(delay)))
-
-    def _set_fault(self, p: SimPrinter, fault: str | None, delay: float) -> None:
-        was_offline = p.fault == "offline"
-        if (p.fault == "disconnect") != (fault == "disconnect"):
-            now = self.sim_now()
-            p.advance(now)  # a print that ended before the link went keeps its real outcome
-            if fault == "disconnect":
-                p.lose_link(now)
-            else:
-                p.restore_link()
-        p.fault = fault
-        p.fault_delay = delay
-        if self._state != "running":
-            return  # applied by start()
-        if fault == "offline" and not was_offline:
-            self._go_offline(p)
-        elif was_offline and fault != "offline":
-            self._go_online(p)
-
-    def _go_offline(self, p: SimPrinter) -> None:
-        server, p.server = p.server, None
-        pending = self._reopening.get(p.index)
-        if server is not None:
-            server.close()  # closes the listening socket now
-            self._socks[p.index] = self._bind(p.port)
-        elif pending is not None and p.index not in self._reopen_started:
-            # The reopen has not run yet: drop it and its (listening) socket.
-            pending.cancel()
-            self._reopening.pop(p.index, None)
-            self._socks[p.index].close()
-            self._socks[p.index] = self._bind(p.port)
-        # else: a reopen is mid-way; it sees the fault when it resumes and goes offline itself.
-        runner = self._runners[p.protocol]
-        if runner.server is not None:
-            for handler in runner.server.connections:
-                transport = handler.transport
-                if transport is not None and transport.get_extra_info("sockname")[1] == p.port:
-                    _drop(transport)
-
-    def _go_online(self, p: SimPrinter) -> None:
-        # The bound socket listens from this moment (connections wait in the backlog), so a
-        # caller on the loop sees the printer back immediately; serving starts in `serve`.
-        sock = self._socks[p.index]
-        sock.listen(LISTEN_BACKLOG)
-        loop = self._loop
-        assert loop is not None
-
-        async def serve() -> None:
-            self._reopen_started.add(p.index)
-            try:
-                server = await loop.create_server(
-                    self._runners[p.protocol].server,  # type: ignore[arg-type]
-                    sock=sock,
-                    backlog=LISTEN_BACKLOG,
-                )
-            finally:
-                self._reopen_started.discard(p.index)
-                self._reopening.pop(p.index, None)
-            if p.fault == "offline" or self._state != "running":
-                server.close()
-                if self._state == "running":
-                    self._socks[p.index] = self._bind(p.port)
-            else:
-                p.server = server
-
-        task = loop.create_task(serve())
-        self._reopening[p.index] = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def start_print(self, index: int, filename: str, duration: float | None = None) -> None:
-        """Start printing `filename` now (it need not have been uploaded); for tests and demos."""
-
-        def run() -> None:
-            p = self._printer(index)
-            try:
-                rel = clean_path(filename)
-            except UploadRejected as exc:
-                raise ValueError(exc.message) from exc
-            now = self.sim_now()
-            p.advance(now)
-            if p.link != READY:
-                raise RuntimeError(f"{p.name} firmware is not ready ({p.link})")
-            p.start(now, rel, duration=duration)
-
-        self._call(run)
-
-    def set_first_extrusion(self, index: int, seconds: float | None) -> None:
-        """How many print seconds into each print (Moonraker) Klipper first extrudes; until then
-        its print_duration reads 0. None: never, like a host without an extruder. Default 0."""
-        if seconds is not None and (
-            isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0
-        ):
-            raise ValueError("first extrusion must be a number of seconds >= 0, or null for never")
-
-        def run() -> None:
-            self._printer(index).first_extrusion = None if seconds is None else float(seconds)
-
-        self._call(run)
-
-    def print_log(self, index: int | None = None) -> list[dict[str, Any]]:
-        """Every print started on printer `index` (None: all printers), in start order: index,
-        printer, protocol, job_id, filename, started, ended (unix time or None), outcome
-        (in_progress, completed, cancelled, error, klippy_shutdown, klippy_disconnect)."""
-
-        def run() -> list[dict[str, Any]]:
-            printers = self.printers if index is None else [self._printer(index)]
-            now = self.sim_now()
-            log: list[dict[str, Any]] = []
-            for p in printers:
-                p.advance(now)
-                log.extend(p.print_log(now))
-            return sorted(log, key=lambda r: (r["started"], r["index"], r["job_id"]))
-
-        return self._call(run)
+    # -- listeners ------------------------------------------------------------------------
 
     def add_print_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
         """Call `listener(entry)` (a print_log entry) at every print start and end, on the farm's
@@ -453,39 +277,6 @@ class SimulatedFarm:
                 listener(entry)
             except Exception:
                 logger.exception("print listener %r failed", listener)
-
-    def stats(self) -> dict[str, Any]:
-        return self._call(self.stats_counters.snapshot)
-
-    def reset_stats(self) -> None:
-        self._call(self.stats_counters.reset)
-
-    def describe_printer(self, index: int) -> dict[str, Any]:
-        def run() -> dict[str, Any]:
-            p = self._printer(index)
-            now = self.sim_now()
-            p.advance(now)
-            return {
-                "index": p.index,
-                "name": p.name,
-                "protocol": p.protocol,
-                "port": p.port,
-                "base_url": p.base_url,
-                "state": p.summary_state(),
-                "fault": p.fault,
-                "fault_delay": p.fault_delay,
-                "first_extrusion": p.first_extrusion,
-                "file": p.job_file,
-                "progress": round(p.progress(now) * 100, 1) if p.job_file else None,
-                "hotend": p.extruder.temperature(now),
-                "bed": p.bed.temperature(now),
-                "last_status_age": self.stats_counters.last_status_age(p.index),
-            }
-
-        return self._call(run)
-
-    def describe(self) -> list[dict[str, Any]]:
-        return self._call(lambda: [self.describe_printer(i) for i in range(len(self.printers))])
 
 
 @contextlib.contextmanager

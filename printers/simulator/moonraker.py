@@ -1,12 +1,12 @@
 """Moonraker (Klipper) HTTP API routes for simulated printers (printer-protocols.md section 1).
 
-Also Moonraker's job history (`[history]` component): GET /server/history/list
-(limit, start, since, before, order) and GET /server/history/job?uid=, from the printer's
-print records. The "disconnect" fault reads as Klippy gone after it was connected: server/info
-says klippy_state "disconnected", /printer/* answers 503 "Klippy Host not connected". The
-"not_ready" fault reads as Klippy never connected since Moonraker started (Moonraker 0.11):
-the endpoints Klippy registers (info, objects, gcode/script, emergency_stop) answer 404 "Not
-Found", Moonraker's own /printer/print/* and restarts 503 "Klippy Host not connected".
+The route table (build_app) and the Klippy side: status objects, info, print control and
+gcode scripts. Files are in moonraker_files, job history in moonraker_history. The
+"disconnect" fault reads as Klippy gone after it was connected: server/info says klippy_state
+"disconnected", /printer/* answers 503 "Klippy Host not connected". The "not_ready" fault reads
+as Klippy never connected since Moonraker started (Moonraker 0.11): the endpoints Klippy
+registers (info, objects, gcode/script, emergency_stop) answer 404 "Not Found", Moonraker's own
+/printer/print/* and restarts 503 "Klippy Host not connected".
 """
 
 from __future__ import annotations
@@ -23,37 +23,25 @@ from printers.simulator.common import (
     PRINTER,
     BadRequest,
     ProtocolSpec,
-    json_response,
     printer_middleware,
     read_json,
-    receive_upload,
 )
-from printers.simulator.files import GCODE_EXTENSIONS, SimFile, UploadRejected, clean_path
+from printers.simulator.files import UploadRejected, clean_path
 from printers.simulator.klipper import OBJECT_NAMES, printer_objects, webhooks_state
-from printers.simulator.printer import (
-    FILAMENT_PER_SECOND,
-    LOST,
-    PAUSED,
-    PRINTING,
-    READY,
-    SHUTDOWN,
-    PrintRecord,
-    SimPrinter,
+from printers.simulator.moonraker_files import (
+    file_delete,
+    file_download,
+    files_list,
+    files_metadata,
+    files_upload,
 )
+from printers.simulator.moonraker_history import history_job, history_list
+from printers.simulator.moonraker_replies import error, result
+from printers.simulator.printer import LOST, PAUSED, PRINTING, READY, SHUTDOWN, SimPrinter
 
 MOONRAKER_VERSION = "v0.9.3-42-gsim"
 KLIPPER_VERSION = "v0.12.0-500-gsim"
 API_VERSION = [1, 5, 0]
-ROOTS = ("gcodes", "config")
-
-
-def error(status: int, message: str) -> web.Response:
-    return json_response({"error": {"code": status, "message": message}}, status=status)
-
-
-def result(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return json_response({"result": data}, status=status, headers=headers)
-
 
 SPEC = ProtocolSpec(
     status_path="/printer/objects/query",
@@ -331,226 +319,6 @@ async def gcode_script(request: web.Request) -> web.Response:
             _cancel(printer, now)
         # Anything else (G28, G1, M117, ...) is accepted and has no simulated effect.
     return result("ok")
-
-
-# -- files --------------------------------------------------------------------------------
-
-
-def _item(printer: SimPrinter, rel: str, root: str) -> dict[str, Any]:
-    info = printer.files.get(rel) if root == "gcodes" else None
-    path = (printer.files_dir if root == "gcodes" else printer.storage / root) / rel
-    if info is None:
-        stat = path.stat()
-        size, modified = stat.st_size, stat.st_mtime
-    else:
-        size, modified = info.size, info.modified
-    return {"path": rel, "root": root, "modified": round(modified, 3), "size": size, "permissions": "rw"}
-
-
-async def files_upload(request: web.Request) -> web.StreamResponse:
-    printer: SimPrinter = request[PRINTER]
-    upload = await receive_upload(request)
-    try:
-        if upload.tmp_path is None:
-            raise BadRequest("No file name specified in upload form")
-        root = upload.fields.get("root", "gcodes") or "gcodes"
-        if root not in ROOTS:
-            raise BadRequest(f"Invalid root request: {root}")
-        try:
-            rel = clean_path(upload.fields.get("path", ""), upload.filename)
-        except UploadRejected as exc:
-            raise BadRequest(exc.message, exc.status) from exc
-        if root == "gcodes" and not rel.lower().endswith(GCODE_EXTENSIONS):
-            raise BadRequest(f"File extension not supported for root 'gcodes': {rel}")
-        checksum = upload.fields.get("checksum", "").strip().lower()
-        if checksum and checksum != upload.sha256:
-            raise BadRequest(f"File checksum mismatch: expected {checksum}, calculated {upload.sha256}", 422)
-        if root == "gcodes" and printer.busy and rel == printer.job_file:
-            raise BadRequest("File is loaded, upload not permitted", 403)
-        dest_root = printer.files_dir if root == "gcodes" else printer.storage / root
-        action = "modify_file" if (dest_root / rel).exists() else "create_file"
-        info = upload.commit(dest_root, rel)
-    finally:
-        upload.discard()
-    started = False
-    if root == "gcodes":
-        printer.add_file(info)
-        wants_print = upload.fields.get("print", "").lower() == "true"
-        if wants_print and printer.fault != "not_ready" and printer.link == READY and not printer.busy:
-            printer.start(request[NOW], rel)
-            started = True
-    return result(
-        {
-            "item": _item(printer, rel, root),
-            "print_started": started,
-            "print_queued": False,
-            "action": action,
-        },
-        status=201,
-        headers={"Location": f"/server/files/{root}/{rel}"},
-    )
-
-
-async def files_list(request: web.Request) -> web.Response:
-    printer: SimPrinter = request[PRINTER]
-    root = request.query.get("root", "gcodes")
-    if root not in ROOTS:
-        raise BadRequest(f"Invalid root request: {root}", 404)
-    if root == "gcodes":
-        items = [
-            {"path": f.path, "modified": round(f.modified, 3), "size": f.size, "permissions": "rw"}
-            for f in sorted(printer.files.values(), key=lambda f: f.path)
-        ]
-    else:
-        base = printer.storage / root
-        items = [
-            {
-                "path": p.relative_to(base).as_posix(),
-                "modified": round(p.stat().st_mtime, 3),
-                "size": p.stat().st_size,
-                "permissions": "rw",
-            }
-            for p in sorted(base.rglob("*"))
-            if p.is_file()
-        ]
-    return result(items)
-
-
-def _metadata(printer: SimPrinter, info: SimFile) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "size": info.size,
-        "modified": round(info.modified, 3),
-        "uuid": f"sim-{printer.index}-{abs(hash(info.path)) % 10**8}",
-        "slicer": info.slicer,
-        "slicer_version": info.slicer_version,
-        "estimated_time": info.estimated_time,
-        "first_layer_extr_temp": info.hotend_temp,
-        "first_layer_bed_temp": info.bed_temp,
-        "thumbnails": [],
-        "print_start_time": None,
-        "job_id": None,
-        "filename": info.path,
-    }
-    # Moonraker omits values it could not extract.
-    return {k: v for k, v in data.items() if v is not None or k in ("print_start_time", "job_id")}
-
-
-async def files_metadata(request: web.Request) -> web.Response:
-    printer: SimPrinter = request[PRINTER]
-    filename = request.query.get("filename", "")
-    if not filename:
-        raise BadRequest("No data for argument: filename")
-    info = printer.files.get(filename.lstrip("/"))
-    if info is None:
-        raise BadRequest(f"Metadata not available for <{filename}>", 404)
-    return result(_metadata(printer, info))
-
-
-# -- job history --------------------------------------------------------------------------
-
-
-def job_uid(record: PrintRecord) -> str:
-    return f"{record.job_id:06X}"  # Moonraker's history ids: six hex digits
-
-
-def _history_entry(printer: SimPrinter, record: PrintRecord, now: float) -> dict[str, Any]:
-    printed, total_duration = printer.record_durations(record, now)
-    print_duration = printer.klipper_duration(printed)
-    info = printer.files.get(record.filename)
-    metadata = _metadata(printer, info) if info is not None else {}
-    for redundant in ("job_id", "print_start_time"):
-        metadata.pop(redundant, None)
-    return {
-        "job_id": job_uid(record),
-        "user": None,
-        "filename": record.filename,
-        "exists": info is not None,
-        "status": record.outcome,
-        "start_time": record.started,
-        "end_time": record.ended,
-        "print_duration": round(print_duration, 3),
-        "total_duration": round(total_duration, 3),
-        "filament_used": round(print_duration * FILAMENT_PER_SECOND, 2),
-        "metadata": metadata,
-        "auxiliary_data": [],
-    }
-
-
-def _number_arg(request: web.Request, name: str, kind: type[int] | type[float], default: Any) -> Any:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        return kind(raw)
-    except ValueError as exc:
-        raise BadRequest(f"Unable to convert argument '{name}' to {kind.__name__}: {raw!r}") from exc
-
-
-async def history_list(request: web.Request) -> web.Response:
-    printer: SimPrinter = request[PRINTER]
-    limit = _number_arg(request, "limit", int, 50)
-    start = _number_arg(request, "start", int, 0)
-    since = _number_arg(request, "since", float, None)
-    before = _number_arg(request, "before", float, None)
-    order = request.query.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise BadRequest(f"Invalid `order` value: {order}")
-    records = [
-        r
-        for r in printer.prints
-        if (since is None or r.started > since) and (before is None or r.started < before)
-    ]
-    if order == "desc":
-        records.reverse()
-    page = records[max(0, start) :][: max(0, limit)]
-    jobs = [_history_entry(printer, r, request[NOW]) for r in page]
-    return result({"count": len(jobs), "jobs": jobs})
-
-
-async def history_job(request: web.Request) -> web.Response:
-    printer: SimPrinter = request[PRINTER]
-    uid = request.query.get("uid")
-    if not uid:
-        raise BadRequest("No data for argument: uid")
-    for record in printer.prints:
-        if job_uid(record) == uid.upper():
-            return result({"job": _history_entry(printer, record, request[NOW])})
-    raise BadRequest(f"Invalid job uid: {uid}", 404)
-
-
-def _root_path(request: web.Request) -> tuple[SimPrinter, str, str]:
-    printer: SimPrinter = request[PRINTER]
-    root = request.match_info["root"]
-    if root not in ROOTS:
-        raise BadRequest(f"Invalid root request: {root}", 404)
-    try:
-        rel = clean_path(request.match_info["path"])
-    except UploadRejected as exc:
-        raise BadRequest(exc.message, 404) from exc
-    return printer, root, rel
-
-
-async def file_download(request: web.Request) -> web.StreamResponse:
-    printer, root, rel = _root_path(request)
-    path = (printer.files_dir if root == "gcodes" else printer.storage / root) / rel
-    if not path.is_file():
-        raise BadRequest(f"File {rel} does not exist", 404)
-    return web.FileResponse(path)
-
-
-async def file_delete(request: web.Request) -> web.Response:
-    printer, root, rel = _root_path(request)
-    path = (printer.files_dir if root == "gcodes" else printer.storage / root) / rel
-    if not path.is_file():
-        raise BadRequest(f"File {rel} does not exist", 404)
-    if root == "gcodes" and printer.busy and rel == printer.job_file:
-        raise BadRequest(f"File {rel} is loaded, delete not permitted", 403)
-    item = _item(printer, rel, root)
-    if root == "gcodes":
-        printer.delete_file(rel)
-    else:
-        path.unlink()
-    return result({"item": item, "action": "delete_file"})
 
 
 def build_app(farm: object) -> web.Application:

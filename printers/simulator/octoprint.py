@@ -1,7 +1,9 @@
 """OctoPrint 1.11 REST API routes for simulated printers (printer-protocols.md section 2).
 
 The "disconnect" fault reads as a lost serial port: state "Offline after error" (flags error,
-closedOrError), /api/job carries the SerialException, /api/printer answers 409.
+closedOrError), /api/job carries the SerialException, /api/printer answers 409. The route
+table (build_app), status and commands are here; files in octoprint_files, the link state
+both share in octoprint_state.
 """
 
 from __future__ import annotations
@@ -19,9 +21,16 @@ from printers.simulator.common import (
     json_response,
     printer_middleware,
     read_json,
-    receive_upload,
 )
-from printers.simulator.files import SimFile, UploadRejected, clean_path
+from printers.simulator.octoprint_files import (
+    file_command,
+    file_delete,
+    file_download,
+    file_info,
+    files_list,
+    files_upload,
+)
+from printers.simulator.octoprint_state import no_content, require_operational, state_flags, state_text
 from printers.simulator.printer import (
     CLOSED,
     COMPLETE,
@@ -29,16 +38,12 @@ from printers.simulator.printer import (
     LOST,
     PAUSED,
     PRINTING,
-    READY,
     SHUTDOWN,
     SimPrinter,
 )
 
 VERSION = "1.11.8"
-UPLOAD_EXTENSIONS = (".gcode", ".gco", ".g", ".stl")
-PRINTABLE_EXTENSIONS = (".gcode", ".gco", ".g")
 ESTOP_MESSAGE = "Printer halted. kill() called!"  # what Marlin answers to M112
-NOT_OPERATIONAL = "Printer is not operational"
 
 
 def error(status: int, message: str) -> web.Response:
@@ -55,52 +60,6 @@ SPEC = ProtocolSpec(
 )
 
 
-def _no_content() -> web.Response:
-    return web.Response(status=204)
-
-
-# -- state --------------------------------------------------------------------------------
-
-
-def _operational(printer: SimPrinter) -> bool:
-    return printer.link == READY and printer.fault != "not_ready"
-
-
-def _require_operational(printer: SimPrinter) -> None:
-    if not _operational(printer):
-        raise BadRequest(NOT_OPERATIONAL, 409)
-
-
-def _state_text(printer: SimPrinter) -> str:
-    if printer.fault == "not_ready" or printer.link == CLOSED:
-        return "Offline"
-    if printer.link in (SHUTDOWN, LOST):
-        return "Offline after error"
-    if printer.job_state == PRINTING:
-        return "Printing"
-    if printer.job_state == PAUSED:
-        return "Paused"
-    return "Operational"
-
-
-def _flags(printer: SimPrinter) -> dict[str, bool]:
-    operational = _operational(printer)
-    error = printer.link in (SHUTDOWN, LOST) and printer.fault != "not_ready"
-    return {
-        "operational": operational,
-        "printing": operational and printer.job_state == PRINTING,
-        "cancelling": False,
-        "pausing": False,
-        "resuming": False,
-        "finishing": False,
-        "closedOrError": not operational,
-        "error": error,
-        "paused": operational and printer.job_state == PAUSED,
-        "ready": operational and not printer.busy,
-        "sdReady": False,
-    }
-
-
 # -- status -------------------------------------------------------------------------------
 
 
@@ -114,7 +73,7 @@ async def server(request: web.Request) -> web.Response:
 
 async def printer_state(request: web.Request) -> web.Response:
     printer: SimPrinter = request[PRINTER]
-    _require_operational(printer)
+    require_operational(printer)
     now = request[NOW]
     exclude = {part.strip() for part in request.query.get("exclude", "").split(",") if part.strip()}
     data: dict[str, Any] = {}
@@ -130,7 +89,7 @@ async def printer_state(request: web.Request) -> web.Response:
     if "sd" not in exclude:
         data["sd"] = {"ready": False}
     if "state" not in exclude:
-        data["state"] = {"text": _state_text(printer), "flags": _flags(printer), "error": ""}
+        data["state"] = {"text": state_text(printer), "flags": state_flags(printer), "error": ""}
     return json_response(data)
 
 
@@ -146,13 +105,6 @@ async def printer_error(request: web.Request) -> web.Response:
             "logs": [f"Recv: Error:{printer.link_message}"] if failed else [],
         }
     )
-
-
-def _file_refs(printer: SimPrinter, rel: str) -> dict[str, str]:
-    return {
-        "resource": f"{printer.base_url}/api/files/local/{rel}",
-        "download": f"{printer.base_url}/downloads/files/local/{rel}",
-    }
 
 
 async def job(request: web.Request) -> web.Response:
@@ -201,7 +153,7 @@ async def job(request: web.Request) -> web.Response:
             "user": "sim" if selected else None,
         },
         "progress": progress,
-        "state": _state_text(printer),
+        "state": state_text(printer),
     }
     if printer.link in (SHUTDOWN, LOST) and printer.fault != "not_ready":
         data["error"] = printer.link_message
@@ -214,7 +166,7 @@ async def connection(request: web.Request) -> web.Response:
     return json_response(
         {
             "current": {
-                "state": _state_text(printer) if connected else "Closed",
+                "state": state_text(printer) if connected else "Closed",
                 "port": "VIRTUAL" if connected else None,
                 "baudrate": 115200 if connected else None,
                 "printerProfile": "_default",
@@ -247,7 +199,7 @@ async def connection_command(request: web.Request) -> web.Response:
         printer.disconnect(request[NOW])
     elif command != "fake_ack":
         raise BadRequest(f"Unknown command: {command}")
-    return _no_content()
+    return no_content()
 
 
 async def job_command(request: web.Request) -> web.Response:
@@ -257,7 +209,7 @@ async def job_command(request: web.Request) -> web.Response:
     command = body.get("command")
     if command not in ("start", "cancel", "restart", "pause"):
         raise BadRequest(f"Unknown command: {command}" if command else "Expected a command")
-    _require_operational(printer)
+    require_operational(printer)
     if command == "start":
         if printer.busy:
             raise BadRequest("Printer already has an active print job", 409)
@@ -285,7 +237,7 @@ async def job_command(request: web.Request) -> web.Response:
             printer.pause(now)
         elif action == "resume" and printer.job_state == PAUSED:
             printer.resume(now)
-    return _no_content()
+    return no_content()
 
 
 def _known_duration(printer: SimPrinter) -> float | None:
@@ -305,7 +257,7 @@ async def tool_command(request: web.Request) -> web.Response:
     command = body.get("command")
     if command not in ("target", "offset", "select", "extrude", "flowrate"):
         raise BadRequest(f"Unknown command: {command}")
-    _require_operational(printer)
+    require_operational(printer)
     if command == "target":
         targets = body.get("targets")
         if not isinstance(targets, dict) or not targets:
@@ -314,7 +266,7 @@ async def tool_command(request: web.Request) -> web.Response:
             if tool != "tool0":
                 raise BadRequest(f"Invalid tool: {tool}")
             printer.set_targets(request[NOW], hotend=_target(value, tool))
-    return _no_content()
+    return no_content()
 
 
 async def bed_command(request: web.Request) -> web.Response:
@@ -323,10 +275,10 @@ async def bed_command(request: web.Request) -> web.Response:
     command = body.get("command")
     if command not in ("target", "offset"):
         raise BadRequest(f"Unknown command: {command}")
-    _require_operational(printer)
+    require_operational(printer)
     if command == "target":
         printer.set_targets(request[NOW], bed=_target(body.get("target"), "bed"))
-    return _no_content()
+    return no_content()
 
 
 async def printer_command(request: web.Request) -> web.Response:
@@ -338,7 +290,7 @@ async def printer_command(request: web.Request) -> web.Response:
         commands = [body["command"]]
     if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
         raise BadRequest("Expected command or commands")
-    _require_operational(printer)
+    require_operational(printer)
     for raw in commands:
         words = raw.split(";", 1)[0].split()
         if not words:
@@ -358,125 +310,7 @@ async def printer_command(request: web.Request) -> web.Response:
                 printer.set_targets(now, hotend=value)
             else:
                 printer.set_targets(now, bed=value)
-    return _no_content()
-
-
-# -- files --------------------------------------------------------------------------------
-
-
-def _file_entry(printer: SimPrinter, info: SimFile) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "name": info.name,
-        "display": info.name,
-        "path": info.path,
-        "type": "machinecode",
-        "typePath": ["machinecode", "gcode"],
-        "origin": "local",
-        "refs": _file_refs(printer, info.path),
-        "size": info.size,
-        "date": int(info.modified),
-    }
-    if info.estimated_time is not None:
-        entry["gcodeAnalysis"] = {"estimatedPrintTime": info.estimated_time}
-    return entry
-
-
-async def files_list(request: web.Request) -> web.Response:
-    printer: SimPrinter = request[PRINTER]
-    files = [_file_entry(printer, f) for f in sorted(printer.files.values(), key=lambda f: f.path)]
-    return json_response({"files": files, "free": 10 * 1024**3, "total": 32 * 1024**3})
-
-
-async def files_upload(request: web.Request) -> web.StreamResponse:
-    printer: SimPrinter = request[PRINTER]
-    upload = await receive_upload(request)
-    try:
-        if upload.tmp_path is None:
-            raise BadRequest("No file to upload and no folder to create")
-        try:
-            rel = clean_path(upload.fields.get("path", ""), upload.filename)
-        except UploadRejected as exc:
-            raise BadRequest(exc.message, exc.status) from exc
-        if not rel.lower().endswith(UPLOAD_EXTENSIONS):
-            raise BadRequest(f"Could not upload the file {rel}, invalid type", 415)
-        if printer.busy and rel == printer.job_file:
-            raise BadRequest(f"Trying to overwrite file that is currently being printed: {rel}", 409)
-        info = upload.commit(printer.files_dir, rel)
-    finally:
-        upload.discard()
-    printer.add_file(info)
-    want_print = upload.fields.get("print", "").lower() == "true"
-    want_select = want_print or upload.fields.get("select", "").lower() == "true"
-    printable = rel.lower().endswith(PRINTABLE_EXTENSIONS)
-    # Not operational or busy: OctoPrint stores the file and silently drops select/print.
-    effective_select = want_select and printable and _operational(printer) and not printer.busy
-    effective_print = want_print and effective_select
-    if effective_print:
-        printer.start(request[NOW], rel)
-    elif effective_select:
-        printer.select(rel)
-    refs = _file_refs(printer, rel)
-    return json_response(
-        {
-            "files": {"local": {"name": info.name, "path": rel, "origin": "local", "refs": refs}},
-            "done": True,
-            "effectiveSelect": effective_select,
-            "effectivePrint": effective_print,
-        },
-        status=201,
-        headers={"Location": refs["resource"]},
-    )
-
-
-def _lookup(request: web.Request) -> tuple[SimPrinter, SimFile]:
-    printer: SimPrinter = request[PRINTER]
-    raw = request.match_info["path"]
-    try:
-        rel = clean_path(raw)
-    except UploadRejected as exc:
-        raise BadRequest(f"File not found on 'local': {raw}", 404) from exc
-    info = printer.files.get(rel)
-    if info is None:
-        raise BadRequest(f"File not found on 'local': {rel}", 404)
-    return printer, info
-
-
-async def file_info(request: web.Request) -> web.Response:
-    printer, info = _lookup(request)
-    return json_response(_file_entry(printer, info))
-
-
-async def file_command(request: web.Request) -> web.Response:
-    printer, info = _lookup(request)
-    body = await read_json(request)
-    command = body.get("command")
-    if command != "select":
-        raise BadRequest(f"Unknown command: {command}" if command else "Expected a command")
-    _require_operational(printer)
-    if printer.busy:
-        raise BadRequest("Printer is already printing, cannot select a new file", 409)
-    if not info.path.lower().endswith(PRINTABLE_EXTENSIONS):
-        raise BadRequest(f"Cannot select {info.path} for printing, not a machinecode file", 415)
-    if body.get("print") is True:
-        printer.start(request[NOW], info.path)
-    else:
-        printer.select(info.path)
-    return _no_content()
-
-
-async def file_delete(request: web.Request) -> web.Response:
-    printer, info = _lookup(request)
-    if printer.busy and info.path == printer.job_file:
-        raise BadRequest(f"Trying to delete a file that is currently in use: {info.path}", 409)
-    if printer.job_file == info.path:
-        printer.job_file = ""
-    printer.delete_file(info.path)
-    return _no_content()
-
-
-async def file_download(request: web.Request) -> web.StreamResponse:
-    printer, info = _lookup(request)
-    return web.FileResponse(printer.file_path(info.path))
+    return no_content()
 
 
 def build_app(farm: object) -> web.Application:

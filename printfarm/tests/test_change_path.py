@@ -188,11 +188,10 @@ def test_poller(site: Site, board: Dashboard):
     board.expect("the printer back online", card_of(printer["id"], "st-idle"))
 
 
-def test_web_view_rename(site: Site, board: Dashboard):
-    printer = site.printer(site.farm.printers[1].name)
-    renamed = printer["name"] + "-renamed"
-    form = {
-        "name": renamed,
+def printer_form(printer: dict, name: str) -> dict:
+    """The printer form's fields as the web and admin forms post them, with a new name."""
+    return {
+        "name": name,
         "protocol": printer["protocol"],
         "base_url": printer["base_url"],
         "enabled": "on",
@@ -201,6 +200,12 @@ def test_web_view_rename(site: Site, board: Dashboard):
         "build_y": "220",
         "build_z": "250",
     }
+
+
+def test_web_view_rename(site: Site, board: Dashboard):
+    printer = site.printer(site.farm.printers[1].name)
+    renamed = printer["name"] + "-renamed"
+    form = printer_form(printer, renamed)
     answer = site.post(f"/printers/{printer['id']}/edit/", form)
     assert answer.status_code == 302, answer.text[:2000]
     board.expect("the renamed card", card_of(printer["id"], renamed))
@@ -220,17 +225,7 @@ def test_api_rename(site: Site, board: Dashboard):
 
 def test_admin_rename(site: Site, board: Dashboard):
     printer = site.printer(site.farm.printers[1].name)
-    form = {
-        "name": "admin-renamed",
-        "protocol": printer["protocol"],
-        "base_url": printer["base_url"],
-        "enabled": "on",
-        "nozzle_diameter": "0.4",
-        "build_x": "220",
-        "build_y": "220",
-        "build_z": "250",
-        "_save": "Save",
-    }
+    form = {**printer_form(printer, "admin-renamed"), "_save": "Save"}
     answer = site.post(f"/admin/printers/printer/{printer['id']}/change/", form)
     assert answer.status_code == 302, answer.text[:3000]
     board.expect("the renamed card", card_of(printer["id"], "admin-renamed"))

@@ -17,6 +17,7 @@ import uvloop
 from django.core.management.base import BaseCommand
 
 from jobs.dispatch import Dispatcher
+from printers import changes
 from printers.coordinator import Coordinator, parse_shard
 from printers.management.arguments import positive
 
@@ -89,6 +90,7 @@ class Command(BaseCommand):
             try:
                 await dispatcher.aclose()
                 await coordinator.aclose()
+                await changes.drain()  # the last flush's cards reach open dashboards (Redis)
             finally:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)

@@ -33,11 +33,6 @@ ERROR_TEXT = "Heater extruder not heating at expected rate"
 # Spaces, non-ASCII and folders reach the printer and come back in its status unchanged.
 REMOTE_NAMES = ["cube.gcode", "my part v2.gcode", "pièce ünïcode 部品.gcode", "parts/nested dir/cube.gcode"]
 
-GARBAGE_REPLY_BUG = (
-    "a 2xx reply is taken as success without reading it: a command or upload the printer never "
-    "carried out (simulator fault 'malformed') is reported as done"
-)
-
 
 @dataclass(frozen=True)
 class Profile:
@@ -62,24 +57,14 @@ PROFILES: dict[str, Profile] = {
         refuses_cancel_when_idle=False,
         cancelled_message="Print cancelled",
         keeps_history=True,
-        known_bugs={
-            "garbage-command-reply": GARBAGE_REPLY_BUG,
-            "garbage-upload-reply": GARBAGE_REPLY_BUG,
-            "start-missing-file": (
-                "Klipper's 'Unable to open file' (HTTP 400) is mapped to PrinterBusy, a retryable "
-                "error, like every 400 in MoonrakerDriver._command_error"
-            ),
-        },
+        known_bugs={},
     ),
     "octoprint": Profile(
         link_lost_state=State.ERROR,
         refuses_cancel_when_idle=True,
         cancelled_message="",
         keeps_history=False,
-        known_bugs={
-            "garbage-command-reply": GARBAGE_REPLY_BUG,
-            "garbage-upload-reply": GARBAGE_REPLY_BUG,
-        },
+        known_bugs={},
     ),
 }
 

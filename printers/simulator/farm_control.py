@@ -1,0 +1,134 @@
+"""SimulatedFarm's thread-safe public calls (start a print, read the print log, describe, stats).
+
+Each runs on the farm's event loop through `_call`, so tests and the control API may call them
+from any thread. Mixed into SimulatedFarm (farm.py), whose __init__ sets the attributes
+annotated below and which provides sim_now().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from printers.simulator.files import UploadRejected, clean_path
+from printers.simulator.printer import READY, SimPrinter
+from printers.simulator.stats import FarmStats
+
+T = TypeVar("T")
+CALL_TIMEOUT = 30.0  # seconds a thread waits for the farm's loop to run a call
+
+
+class FarmControl:
+    """Thread-safe calls SimulatedFarm offers tests, demos and the control API."""
+
+    printers: list[SimPrinter]
+    stats_counters: FarmStats
+    _loop: asyncio.AbstractEventLoop | None
+    _reopening: dict[int, asyncio.Task[None]]
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """Run fn on the farm's loop: directly when already there, else via the loop and wait."""
+        loop = self._loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop or not loop.is_running():
+            return fn()
+
+        async def run() -> T:
+            value = fn()
+            await asyncio.sleep(0)  # let aborted connections finish closing
+            # Let a reopened socket finish registering, so "cleared" means served on return.
+            for task in list(self._reopening.values()):
+                with contextlib.suppress(BaseException):
+                    await task
+            return value
+
+        return asyncio.run_coroutine_threadsafe(run(), loop).result(CALL_TIMEOUT)
+
+    def _printer(self, index: int) -> SimPrinter:
+        if not 0 <= index < len(self.printers):
+            raise ValueError(f"No printer with index {index}")
+        return self.printers[index]
+
+    def start_print(self, index: int, filename: str, duration: float | None = None) -> None:
+        """Start printing `filename` now (it need not have been uploaded); for tests and demos."""
+
+        def run() -> None:
+            p = self._printer(index)
+            try:
+                rel = clean_path(filename)
+            except UploadRejected as exc:
+                raise ValueError(exc.message) from exc
+            now = self.sim_now()
+            p.advance(now)
+            if p.link != READY:
+                raise RuntimeError(f"{p.name} firmware is not ready ({p.link})")
+            p.start(now, rel, duration=duration)
+
+        self._call(run)
+
+    def set_first_extrusion(self, index: int, seconds: float | None) -> None:
+        """How many print seconds into each print (Moonraker) Klipper first extrudes; until then
+        its print_duration reads 0. None: never, like a host without an extruder. Default 0."""
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds >= 0
+        ):
+            raise ValueError("first extrusion must be a number of seconds >= 0, or null for never")
+
+        def run() -> None:
+            self._printer(index).first_extrusion = None if seconds is None else float(seconds)
+
+        self._call(run)
+
+    def print_log(self, index: int | None = None) -> list[dict[str, Any]]:
+        """Every print started on printer `index` (None: all printers), in start order: index,
+        printer, protocol, job_id, filename, started, ended (unix time or None), outcome
+        (in_progress, completed, cancelled, error, klippy_shutdown, klippy_disconnect)."""
+
+        def run() -> list[dict[str, Any]]:
+            printers = self.printers if index is None else [self._printer(index)]
+            now = self.sim_now()
+            log: list[dict[str, Any]] = []
+            for p in printers:
+                p.advance(now)
+                log.extend(p.print_log(now))
+            return sorted(log, key=lambda r: (r["started"], r["index"], r["job_id"]))
+
+        return self._call(run)
+
+    def stats(self) -> dict[str, Any]:
+        return self._call(self.stats_counters.snapshot)
+
+    def reset_stats(self) -> None:
+        self._call(self.stats_counters.reset)
+
+    def describe_printer(self, index: int) -> dict[str, Any]:
+        def run() -> dict[str, Any]:
+            p = self._printer(index)
+            now = self.sim_now()
+            p.advance(now)
+            return {
+                "index": p.index,
+                "name": p.name,
+                "protocol": p.protocol,
+                "port": p.port,
+                "base_url": p.base_url,
+                "state": p.summary_state(),
+                "fault": p.fault,
+                "fault_delay": p.fault_delay,
+                "first_extrusion": p.first_extrusion,
+                "file": p.job_file,
+                "progress": round(p.progress(now) * 100, 1) if p.job_file else None,
+                "hotend": p.extruder.temperature(now),
+                "bed": p.bed.temperature(now),
+                "last_status_age": self.stats_counters.last_status_age(p.index),
+            }
+
+        return self._call(run)
+
+    def describe(self) -> list[dict[str, Any]]:
+        return self._call(lambda: [self.describe_printer(i) for i in range(len(self.printers))])

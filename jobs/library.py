@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from jobs.metadata import GcodeMetadata, image_size, read_metadata, thumbnail_size_ok
 from jobs.models import GcodeFile, Job
-from printfarm.accounts.audit import audit_record
+from printfarm.accounts.audit import audit_record, is_user
 
 logger = logging.getLogger(__name__)
 
@@ -201,8 +201,8 @@ def store(incoming: IncomingFile, *, by: object = None, via: str = "") -> Stored
 
     Order matters for crashes: metadata and thumbnail, then the bytes renamed into place and
     synced, then the row. Killed before the commit, the process leaves files no row points at.
-    With `via` (where a user's upload came from: "web", "api", "slicer") the "file.upload"
-    audit entry commits with the row; files the farm makes itself (demo, tests) pass none.
+    A user's upload (`by` a user, `via` "web", "api" or "slicer") is audited in the same
+    transaction as its row, as every service audits; files the farm makes itself have no user.
     """
     existing = GcodeFile.objects.filter(sha256=incoming.sha256).first()
     if existing is not None and existing.deleted_at is None and stored_path(existing).exists():
@@ -238,7 +238,7 @@ def store(incoming: IncomingFile, *, by: object = None, via: str = "") -> Stored
 
 
 def _audited(stored: Stored, *, by: object, via: str) -> Stored:
-    if via:
+    if is_user(by):
         audit_record(by, "file.upload", target=stored.file, detail=stored.message, via=via)
     return stored
 
@@ -295,14 +295,14 @@ class FileInUse(Exception):
 def delete(file: GcodeFile, *, by: object = None, via: str = "") -> None:
     """Remove a file's bytes; refused while a job waits for it or runs it. A file that
     finished jobs point at stays as a record (history shows its name), hidden from the list.
-    With `via` (a user's delete) its audit entry commits with the delete, as `store`'s does."""
+    A user's delete is audited in the same transaction, as `store`'s upload is."""
     active = file.jobs.filter(state__in=(Job.State.QUEUED, *Job.ACTIVE)).count()
     if active:
         plural = "s" if active != 1 else ""
         raise FileInUse(f"{file.name} is used by {active} waiting or running job{plural}; cancel them first.")
     paths = [stored_path(file), thumbnail_path(file)]
     with transaction.atomic():
-        if via:
+        if is_user(by):
             audit_record(by, "file.delete", target=file, via=via)  # first: the row still has its pk
         if file.jobs.exists():
             GcodeFile.objects.filter(pk=file.pk).update(deleted_at=timezone.now(), thumbnail_type="")

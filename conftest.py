@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from django.test import Client
 
+from printers.simulator import SimulatedFarm
 from printers.tests.factories import UserFactory
+from printfarm.testing import FarmFactory
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +32,26 @@ def web(client: Client, user) -> Client:
     """Django's test client signed in as `user`."""
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+async def make_farm(tmp_path: Path) -> AsyncIterator[FarmFactory]:
+    """Start a SimulatedFarm on 127.0.0.1 in the test's loop; every farm made is stopped afterwards."""
+    farms: list[SimulatedFarm] = []
+
+    async def make(protocol: str, *, count: int = 1, api_key: str = "", speed: float = 60.0) -> SimulatedFarm:
+        farm = SimulatedFarm(
+            count=count,
+            protocol=protocol,
+            host="127.0.0.1",
+            speed=speed,
+            api_key=api_key,
+            upload_dir=tmp_path / f"farm-{len(farms)}",
+        )
+        farms.append(farm)
+        await farm.start()
+        return farm
+
+    yield make
+    for farm in farms:
+        await farm.stop()

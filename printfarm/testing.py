@@ -9,7 +9,14 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from printers.simulator import SimulatedFarm
+
+# The root conftest's `make_farm` fixture: `await make_farm("moonraker", count=2)`.
+FarmFactory = Callable[..., Awaitable["SimulatedFarm"]]
 
 
 class FakeClock:

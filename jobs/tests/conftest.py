@@ -1,13 +1,11 @@
 """The simulated farm the dispatch tests drive (the files directory is the root conftest's)."""
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
 
 from printers.simulator import SimulatedFarm
+from printfarm.testing import FarmFactory
 
 SPEED = 60.0  # a file estimated at 60 s prints in 1 s
 
@@ -21,8 +19,5 @@ async def close_thread_connections():
 
 
 @pytest.fixture
-async def farm(tmp_path: Path) -> AsyncIterator[SimulatedFarm]:
-    farm = SimulatedFarm(3, protocol="mixed", speed=SPEED, upload_dir=tmp_path / "sim")
-    await farm.start()
-    yield farm
-    await farm.stop()
+async def farm(make_farm: FarmFactory) -> SimulatedFarm:
+    return await make_farm("mixed", count=3, speed=SPEED)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,7 +28,7 @@ from printers.presenters import Card, card_for
 from printers.simulator import SimulatedFarm
 from printers.state import State
 from printers.tests.factories import UserFactory
-from printfarm.testing import eventually
+from printfarm.testing import FarmFactory, eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
 
@@ -38,11 +37,8 @@ SPEED = 60.0  # a file estimated at 60 s prints in 1 s
 
 
 @pytest.fixture
-async def klipper(tmp_path: Path) -> AsyncIterator[SimulatedFarm]:
-    farm = SimulatedFarm(1, protocol="moonraker", speed=SPEED, upload_dir=tmp_path / "sim")
-    await farm.start()
-    yield farm
-    await farm.stop()
+async def klipper(make_farm: FarmFactory) -> SimulatedFarm:
+    return await make_farm("moonraker", speed=SPEED)
 
 
 @pytest.fixture

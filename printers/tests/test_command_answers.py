@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +20,7 @@ from printers.state import State
 from printers.tests.factories import PrinterFactory, UserFactory, set_status
 from printfarm.accounts.models import Role
 from printfarm.api.tests.clients import api_client
+from printfarm.testing import FarmFactory
 
 MOONRAKER, OCTOPRINT = 0, 1  # indexes in a "mixed" simulated farm
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -34,14 +34,8 @@ NO_KLIPPER = (
 
 
 @pytest.fixture
-async def moonraker_and_octoprint_sims(tmp_path: Path) -> AsyncIterator[SimulatedFarm]:
-    farm = SimulatedFarm(
-        count=2, protocol="mixed", host="127.0.0.1", base_port=0, control_port=0, speed=60.0,
-        upload_dir=tmp_path / "farm",
-    )  # fmt: skip
-    await farm.start()
-    yield farm
-    await farm.stop()
+async def moonraker_and_octoprint_sims(make_farm: FarmFactory) -> SimulatedFarm:
+    return await make_farm("mixed", count=2)
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -13,8 +13,7 @@ from printers.drivers import Driver, DriverConfig, get_driver
 from printers.drivers.http import make_client
 from printers.simulator import SimulatedFarm
 from printers.state import PrinterStatus, State
-
-FarmFactory = Callable[..., Awaitable[SimulatedFarm]]
+from printfarm.testing import FarmFactory  # noqa: F401 (tests import it from here; make_farm is the root conftest's)
 
 # Time scale of the simulated farms: a 600 s default print takes 10 s, heaters settle fast.
 SPEED = 60.0
@@ -26,33 +25,6 @@ LONG_PRINT = 36_000.0
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with make_client(timeout=2.0) as client:
         yield client
-
-
-@pytest.fixture
-async def make_farm(tmp_path: Path) -> AsyncIterator[FarmFactory]:
-    """Start a SimulatedFarm in the test's loop; every farm made is stopped afterwards."""
-    farms: list[SimulatedFarm] = []
-
-    async def make(
-        protocol: str, *, count: int = 1, api_key: str = "", speed: float = SPEED
-    ) -> SimulatedFarm:
-        farm = SimulatedFarm(
-            count=count,
-            protocol=protocol,
-            host="127.0.0.1",
-            base_port=0,
-            control_port=0,
-            speed=speed,
-            api_key=api_key,
-            upload_dir=tmp_path / f"farm-{len(farms)}",
-        )
-        farms.append(farm)
-        await farm.start()
-        return farm
-
-    yield make
-    for farm in farms:
-        await farm.stop()
 
 
 def driver_for(farm: SimulatedFarm, client: httpx.AsyncClient, index: int = 0, api_key: str = "") -> Driver:

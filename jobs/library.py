@@ -25,7 +25,7 @@ from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobs.metadata import GcodeMetadata, image_size, read_metadata, thumbnail_size_ok
+from jobs.metadata import Filament, GcodeMetadata, Plate, image_size, read_metadata, thumbnail_size_ok
 from jobs.models import GcodeFile, Job
 from printfarm.accounts.audit import audit_record, is_user
 
@@ -253,11 +253,13 @@ def _sync_dir(path: Path) -> None:
 
 
 def _fill_metadata(file: GcodeFile, meta: GcodeMetadata) -> None:
-    for name in _METADATA_FIELDS:
+    for name in _METADATA_FIELDS - {"filaments", "plates"}:
         value = getattr(meta, name)
         if isinstance(value, str):
             value = value[: GcodeFile._meta.get_field(name).max_length]
         setattr(file, name, value)
+    file.filaments = [filament_json(f) for f in meta.filaments]
+    file.plates = [plate_json(p) for p in meta.plates]
     file.thumbnail_type = ""
     thumb = meta.best_thumbnail()
     if thumb is not None:
@@ -265,6 +267,28 @@ def _fill_metadata(file: GcodeFile, meta: GcodeMetadata) -> None:
         if data:
             thumbnail_path(file).write_bytes(data)
             file.thumbnail_type = kind
+
+
+def filament_json(filament: Filament) -> dict:
+    return {
+        "slot": filament.slot,
+        "type": filament.type,
+        "colour": filament.colour,
+        "grams": filament.grams,
+        "mm": filament.mm,
+    }
+
+
+def plate_json(plate: Plate) -> dict:
+    return {
+        "index": plate.index,
+        "name": plate.name,
+        "estimated_seconds": plate.estimated_seconds,
+        "filament_g": plate.filament_g,
+        "object_height": plate.object_height,
+        "filaments": [filament_json(f) for f in plate.filaments],
+        "thumbnail": plate.thumbnail is not None,
+    }
 
 
 def _browser_image(data: bytes, fmt: str) -> tuple[bytes, str]:

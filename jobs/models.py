@@ -20,10 +20,13 @@ class GcodeFileQuerySet(models.QuerySet["GcodeFile"]):
 
 
 class GcodeFile(models.Model):
-    """One stored G-code file, unique by content; metadata read from its comments."""
+    """One file in the library: a name (in a folder) for stored bytes, with the metadata read
+    from them. The bytes are stored once per content; the same content under another name or
+    folder is another entry sharing them."""
 
     name = models.CharField(max_length=255, db_index=True)
-    sha256 = models.CharField(max_length=64, unique=True)
+    folder = models.CharField(max_length=255, blank=True, help_text="the folder the slicer uploaded to")
+    sha256 = models.CharField(max_length=64, db_index=True)
     size = models.BigIntegerField()
     uploaded_at = models.DateTimeField(default=timezone.now, db_index=True)
     uploaded_by = models.ForeignKey(
@@ -41,6 +44,12 @@ class GcodeFile(models.Model):
     first_layer_hotend = models.FloatField(null=True, blank=True)
     first_layer_bed = models.FloatField(null=True, blank=True)
     object_height = models.FloatField(null=True, blank=True)
+    printer_model = models.CharField(max_length=120, blank=True, help_text="the printer it was sliced for")
+    # One entry per filament slot the print uses: {"slot", "type", "colour", "grams", "mm"}.
+    filaments = models.JSONField(default=list, blank=True)
+    # A 3MF's plates, one job each: {"index", "name", "estimated_seconds", "filament_g",
+    # "object_height", "filaments", "thumbnail"}; empty for plain G-code.
+    plates = models.JSONField(default=list, blank=True)
     thumbnail_type = models.CharField(max_length=20, blank=True, help_text="MIME type; blank: none")
     deleted_at = models.DateTimeField(null=True, blank=True, help_text="bytes removed; kept for history")
 
@@ -48,6 +57,9 @@ class GcodeFile(models.Model):
 
     class Meta:
         ordering = ["-uploaded_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["sha256", "folder", "name"], name="gcodefile_content_name"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -100,6 +112,7 @@ class Job(models.Model):
     FINISHED = (State.COMPLETED, State.FAILED, State.CANCELLED)
 
     file = models.ForeignKey(GcodeFile, on_delete=models.PROTECT, related_name="jobs")
+    plate = models.PositiveSmallIntegerField(null=True, blank=True, help_text="which plate of a 3MF")
     action = models.CharField(max_length=10, choices=Action.choices, default=Action.PRINT)
     state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED, db_index=True)
     priority = models.IntegerField(default=0, help_text="Higher runs first.")

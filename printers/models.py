@@ -69,6 +69,13 @@ class Printer(models.Model):
     enabled = models.BooleanField(default=True, help_text="Disabled printers are not polled.")
     tags = models.ManyToManyField(Tag, blank=True, related_name="printers")
     location = models.CharField(max_length=120, blank=True)
+    model = models.CharField(
+        "printer model",
+        max_length=120,
+        blank=True,
+        help_text="as slicers name it, e.g. Bambu Lab P1S or Original Prusa MK4; "
+        "files sliced for another model are not sent here",
+    )
     nozzle_diameter = models.DecimalField(
         max_digits=3,
         decimal_places=2,

@@ -10,12 +10,14 @@ import os
 
 from jobs.metadata.bgcode import MAGIC as _BGCODE_MAGIC
 from jobs.metadata.bgcode import parse_bgcode
-from jobs.metadata.fields import GcodeMetadata, Thumbnail
+from jobs.metadata.fields import Filament, GcodeMetadata, Plate, Thumbnail
 from jobs.metadata.text import parse_text
 from jobs.metadata.thumbnails import MAX_THUMBNAIL_PIXELS, MAX_THUMBNAIL_SIDE, image_size, thumbnail_size_ok
 
 __all__ = [
     "HEAD_BYTES",
+    "Filament",
+    "Plate",
     "MAX_THUMBNAIL_PIXELS",
     "MAX_THUMBNAIL_SIDE",
     "TAIL_BYTES",

@@ -18,6 +18,30 @@ class Thumbnail:
 
 
 @dataclass(frozen=True, slots=True)
+class Filament:
+    """One filament slot a print uses (an extruder, or an AMS slot in a 3MF)."""
+
+    slot: int  # 1-based, as the slicer numbers them
+    type: str = ""  # "PLA", "PETG", ...
+    colour: str = ""  # "#RRGGBB"
+    grams: float | None = None
+    mm: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plate:
+    """One plate of a 3MF print file (Metadata/plate_<index>.gcode): one job each."""
+
+    index: int  # 1-based, as in the member names
+    name: str = ""
+    estimated_seconds: int | None = None
+    filament_g: float | None = None
+    object_height: float | None = None
+    filaments: tuple[Filament, ...] = ()
+    thumbnail: Thumbnail | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GcodeMetadata:
     slicer: str = ""
     slicer_version: str = ""
@@ -30,6 +54,9 @@ class GcodeMetadata:
     first_layer_hotend: float | None = None
     first_layer_bed: float | None = None
     object_height: float | None = None
+    printer_model: str = ""  # the printer it was sliced for, as the slicer names it
+    filaments: tuple[Filament, ...] = ()
+    plates: tuple[Plate, ...] = ()  # a 3MF's; empty for plain G-code
     thumbnails: tuple[Thumbnail, ...] = ()
 
     def best_thumbnail(self) -> Thumbnail | None:

@@ -7,9 +7,13 @@ what a test calls as a function lives here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
-from collections.abc import Awaitable, Callable
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -93,3 +97,30 @@ async def eventually(
         else:
             clock.step()
             await asyncio.sleep(0.005)  # let the woken tasks and any real I/O run
+
+
+@contextlib.contextmanager
+def web_server() -> Iterator[str]:
+    """The ASGI app under uvicorn as `manage.py serve` runs it, in a thread, on a loopback port
+    of its own; yields its base URL. Use with `django_db(transaction=True)`: the server's
+    threads share the test database file, not the test's transaction."""
+    import uvicorn
+
+    from printers.management.commands.serve import uvicorn_options
+
+    config = uvicorn.Config("printfarm.asgi:application", **{**uvicorn_options(), "log_level": "warning"})
+    server = uvicorn.Server(config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import re
-import socket
-import threading
-import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from asgiref.sync import async_to_sync
 from axes.models import AccessAttempt
 from django.test import AsyncClient, Client
 from django.urls import reverse
 from django.utils import timezone
 
-from printers.management.commands.serve import uvicorn_options
 from printers.tests.factories import PASSWORD, UserFactory
+from printfarm.testing import web_server
 
 pytestmark = pytest.mark.django_db
 
@@ -131,27 +125,6 @@ def test_force_login_is_untouched_and_login_needs_the_request():
 
 
 # -- the client address, through the web server as deployed ----------------------------------------
-
-
-@contextlib.contextmanager
-def web_server() -> Iterator[str]:
-    """uvicorn as `manage.py serve` runs it, in a thread, on a loopback port of its own."""
-    config = uvicorn.Config("printfarm.asgi:application", **{**uvicorn_options(), "log_level": "warning"})
-    server = uvicorn.Server(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def browser_log_in(http: httpx.Client, username: str, password: str, forwarded_for: str) -> httpx.Response:

@@ -31,7 +31,7 @@ from jobs.matching import Candidate, plan
 from jobs.models import Job
 from jobs.outcomes import Follow
 from jobs.queries import waiting_needs
-from jobs.transfer import ProgressWriter, remote_name_for, watch_transfer
+from jobs.transfer import ProgressWriter, remote_name_for, upload_source, watch_transfer
 from printers.drivers.base import DriverError
 from printers.models import Printer
 from printers.state import PrinterStatus, State
@@ -312,12 +312,13 @@ class Dispatcher(Following):
         progress = ProgressWriter(job_id, printer_id, self.clock)
         try:
             driver = self.coordinator.driver_for(printer_id)
-            await watch_transfer(
-                driver.upload(path, remote_name=remote_name, progress=progress),
-                progress,
-                stall=self.stall_seconds,
-                confirm=self.confirm_seconds,
-            )
+            async with upload_source(job, path) as source:
+                await watch_transfer(
+                    driver.upload(source, remote_name=remote_name, progress=progress),
+                    progress,
+                    stall=self.stall_seconds,
+                    confirm=self.confirm_seconds,
+                )
             await progress.stop()
             await progress.write(100.0, note="")
             if job.action == Job.Action.UPLOAD:

@@ -8,6 +8,7 @@ from django import forms
 
 from jobs import services
 from jobs.models import GcodeFile, Job
+from jobs.presenters import file_facts
 from printers.models import Printer, Tag
 
 QUANTITY_MAX = 500
@@ -53,11 +54,23 @@ class QueueForm(forms.Form):
 
     def __init__(self, *args, file: GcodeFile | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if file is not None and file.filament_type:
+        facts = file_facts(file) if file is not None else None
+        if facts is not None and facts.materials:
             # Said, not preselected: printers often have no material recorded, and a required
             # material would keep the job off them (the queue would explain why).
-            kind = file.filament_type.split(";")[0].strip()
-            self.fields["material"].help_text = f"The file was sliced for {kind}."
+            self.fields["material"].help_text = f"The file was sliced for {', '.join(facts.materials)}."
+        if facts is not None and len(facts.plates) > 1:
+            self.fields["plates"] = forms.TypedMultipleChoiceField(
+                choices=[
+                    (p.index, f"{p.index} · {p.name}" if p.name else f"Plate {p.index}") for p in facts.plates
+                ],
+                coerce=int,
+                initial=[p.index for p in facts.plates],
+                widget=forms.CheckboxSelectMultiple,
+                label="Plates",
+                help_text="One job per plate ticked (and per copy).",
+                error_messages={"required": "Tick at least one plate."},
+            )
 
     def clean(self):
         data = super().clean()
@@ -82,6 +95,7 @@ class QueueForm(forms.Form):
             nozzle=data["nozzle"],
             by=by,
             via=via,
+            plates=data.get("plates"),  # asked only when a 3MF has several; None: all of them
         )
 
 

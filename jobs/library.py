@@ -1,7 +1,9 @@
 """The G-code library on disk: streamed uploads, content-addressed storage, metadata, deletion.
 
 Uploads are written chunk by chunk into `<files>/incoming/` while hashed, then renamed to
-`<files>/<sha[:2]>/<sha>.<ext>`; the same content uploaded again reuses the stored file.
+`<files>/<sha[:2]>/<sha>.<ext>`. An entry is content under a folder and name: the same content
+under another name is another entry over the same stored bytes (hard-linked for another
+extension), and the same content, folder and name again reuses the entry.
 The bytes are in place before their row commits, so a process killed at any point leaves no
 row without its bytes, only leftovers no row points at, which `clean()` removes.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import html
 import io
 import logging
 import os
@@ -23,15 +26,24 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, SkipFile
 from django.db import IntegrityError, transaction
+from django.http.multipartparser import MultiPartParser
 from django.utils import timezone
 
-from jobs.metadata import Filament, GcodeMetadata, Plate, image_size, read_metadata, thumbnail_size_ok
+from jobs.metadata import (
+    ArchiveRefused,
+    Filament,
+    GcodeMetadata,
+    Plate,
+    image_size,
+    read_metadata,
+    thumbnail_size_ok,
+)
 from jobs.models import GcodeFile, Job
 from printfarm.accounts.audit import audit_record, is_user
 
 logger = logging.getLogger(__name__)
 
-EXTENSIONS = (".gcode", ".gco", ".g", ".bgcode")
+EXTENSIONS = (".gcode", ".gco", ".g", ".bgcode", ".gcode.3mf", ".3mf")
 NAME_MAX = 255
 THUMBNAIL_TYPES = {"png": "image/png", "jpg": "image/jpeg"}
 
@@ -48,6 +60,15 @@ def thumbnail_path(file: GcodeFile) -> Path:
     return files_dir() / file.thumbnail_name
 
 
+def plate_thumbnail_name(file: GcodeFile, index: int) -> str:
+    """A 3MF plate's image, beside the file's thumbnail (which is plate 1's)."""
+    return f"{file.sha256[:2]}/{file.sha256}.plate{index}.thumb"
+
+
+def plate_thumbnail_names(file: GcodeFile) -> list[str]:
+    return [plate_thumbnail_name(file, p["index"]) for p in file.plates if p.get("thumbnail")]
+
+
 def human_size(size: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if size < 1024 or unit == "GB":
@@ -56,21 +77,58 @@ def human_size(size: float) -> str:
     raise AssertionError("unreachable")
 
 
-def name_problem(name: str) -> str:
-    """Why a file of this name is refused, or ""."""
-    if not name.lower().endswith(EXTENSIONS):
-        return f"{name}: not a G-code file. Accepted: {', '.join(EXTENSIONS)}."
+def _shown(text: str) -> str:
+    """User input fit to quote in a message: control characters as "?", cut short."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _text_problem(text: str) -> str:
+    if not all(ch.isprintable() for ch in text):
+        return "it holds control characters"
+    if len(text) > NAME_MAX:
+        return f"it is longer than {NAME_MAX} characters"
     return ""
 
 
-def clean_name(name: str) -> str:
-    """The file's base name, without path parts or control characters, cut to fit."""
-    base = os.path.basename(name.replace("\\", "/")).strip()
-    base = "".join(ch for ch in base if ch.isprintable())
-    if len(base) > NAME_MAX:
-        stem, dot, ext = base.rpartition(".")
-        base = stem[: NAME_MAX - len(ext) - 1] + dot + ext
-    return base or "unnamed.gcode"
+def name_problem(name: str) -> str:
+    """Why a file of this name is refused, or "".
+
+    Refused rather than cleaned: a name changed behind the user's back is a file they can't
+    find in the library or on the printer, which is sent this name. Browsers and slicers send
+    a bare name (the folder, if any, comes in its own field), so a path here is a mistake.
+    """
+    if "/" in name or "\\" in name:
+        return f"{_shown(name)}: a file name can't hold a folder (/ or \\); send the bare name."
+    if problem := _text_problem(name):
+        return f"{_shown(name)}: refused, {problem}; rename the file."
+    if not name.lower().endswith(EXTENSIONS):
+        return f"{_shown(name)}: not a G-code file. Accepted: {', '.join(EXTENSIONS)}."
+    return ""
+
+
+def folder_from(text: str) -> tuple[str, str]:
+    """The library folder a slicer asked for (its `path`), as stored: "/" between parts,
+    none around; and why it is refused, or "". No ".." in it: the folder names a place in
+    the library and on printers, never a way out of one."""
+    parts = [part for part in text.replace("\\", "/").split("/") if part not in ("", ".")]
+    folder = "/".join(parts)
+    if ".." in parts:
+        return "", f'{_shown(text)}: a folder can\'t contain ".."; choose a folder inside the library.'
+    if problem := _text_problem(folder):
+        return "", f"{_shown(text)}: folder refused, {problem}."
+    return folder, ""
+
+
+class NameKeepingParser(MultiPartParser):
+    """Django's multipart parser, handing file names on as sent (HTML entities decoded).
+
+    Django cuts path parts and control characters off a name silently; `name_problem`
+    refuses such a name with a message instead.
+    """
+
+    def sanitize_file_name(self, file_name: str) -> str | None:
+        return html.unescape(file_name) or None
 
 
 # -- receiving --------------------------------------------------------------------------------
@@ -114,7 +172,6 @@ class GcodeUploadHandler(FileUploadHandler):
 
     def new_file(self, field_name, file_name, *args, **kwargs) -> None:
         super().new_file(field_name, file_name, *args, **kwargs)
-        self.file_name = clean_name(file_name)
         if problem := name_problem(self.file_name):
             self.rejected.append(problem)
             raise SkipFile()
@@ -159,7 +216,18 @@ class GcodeUploadHandler(FileUploadHandler):
         return received
 
     def upload_interrupted(self) -> None:
+        # The body ended inside a file: a cut connection, or a client that never finished it.
+        if self._out is not None:
+            self.rejected.append(
+                f"{_shown(self.file_name)}: the upload ended before the file did; nothing was stored."
+            )
         self._abort()
+
+    def discard_all(self) -> None:
+        """Remove everything this request received (a refusal, or a body that could not be read)."""
+        self._abort()
+        for received in self.received:
+            received.discard()
 
     def _abort(self) -> None:
         if self._out is not None:
@@ -188,53 +256,85 @@ class Stored:
         return f"{self.file.name}: already in the library (same content); the stored file is reused."
 
 
-def metadata_for(path: Path) -> GcodeMetadata:
+class Refused(Exception):
+    """An upload the library won't keep (an unsafe or unprintable 3MF); the message says why."""
+
+
+def metadata_for(path: Path, *, name: str = "") -> GcodeMetadata:
+    """The file's metadata; `name` (the upload's) tells a 3MF from G-code. A 3MF that fails its
+    checks is refused, since it is the printers, not only this page, that would read it."""
     try:
-        return read_metadata(path)
+        return read_metadata(path, name=name)
+    except ArchiveRefused as exc:
+        raise Refused(f"{name or path.name}: {exc}") from exc
     except Exception:  # metadata is a convenience: a file we can't read still prints
         logger.exception("Could not read metadata of %s", path)
         return GcodeMetadata()
 
 
-def store(incoming: IncomingFile, *, by: object = None, via: str = "") -> Stored:
-    """Move a received upload into the library (or reuse the same content), read its metadata.
+def store(incoming: IncomingFile, *, folder: str = "", by: object = None, via: str = "") -> Stored:
+    """Add a received upload to the library as `folder`/its name, read its metadata; the same
+    content under the same folder and name reuses that entry. Bytes are stored once per content.
 
     Order matters for crashes: metadata and thumbnail, then the bytes renamed into place and
     synced, then the row. Killed before the commit, the process leaves files no row points at.
     A user's upload (`by` a user, `via` "web", "api" or "slicer") is audited in the same
     transaction as its row, as every service audits; files the farm makes itself have no user.
     """
-    existing = GcodeFile.objects.filter(sha256=incoming.sha256).first()
+    entry = {"sha256": incoming.sha256, "folder": folder, "name": incoming.name}
+    existing = GcodeFile.objects.filter(**entry).first()
     if existing is not None and existing.deleted_at is None and stored_path(existing).exists():
         incoming.discard()
         return _audited(Stored(existing, created=False), by=by, via=via)
-    # New content, content deleted earlier whose row history still points at, or a row whose
-    # bytes went missing: fill it in.
-    file = existing or GcodeFile(sha256=incoming.sha256)
-    file.name, file.size, file.deleted_at, file.uploaded_at = (
-        incoming.name,
-        incoming.size,
-        None,
-        timezone.now(),
-    )
+    # A new entry (new content, or stored content under a new name or folder), one deleted
+    # earlier whose row history still points at, or one whose bytes went missing: fill it in.
+    file = existing or GcodeFile(**entry)
+    file.size, file.deleted_at, file.uploaded_at = incoming.size, None, timezone.now()
     file.uploaded_by = by if getattr(by, "pk", None) else None
     target = stored_path(file)
     target.parent.mkdir(parents=True, exist_ok=True)
-    _fill_metadata(file, metadata_for(incoming.path))
-    os.replace(incoming.path, target)
-    _sync_dir(target.parent)
+    try:
+        meta = metadata_for(incoming.path, name=incoming.name)
+    except Refused:
+        incoming.discard()
+        raise
+    _fill_metadata(file, meta)
+    _place(incoming, target)
     try:
         with transaction.atomic():
             file.save()
             stored = _audited(Stored(file, created=True), by=by, via=via)
     except IntegrityError:
-        # Two uploads of the same content at once: the other one won; keep its row and bytes.
-        # Ours landed on the same path (same bytes), unless its name had another extension.
-        winner = GcodeFile.objects.get(sha256=incoming.sha256)
-        if stored_path(winner) != target:
-            target.unlink(missing_ok=True)
+        # The same content, folder and name uploaded twice at once: the other one won. Its
+        # bytes are ours (the same name, so the same stored path): nothing to undo.
+        winner = GcodeFile.objects.get(**entry)
         return _audited(Stored(winner, created=False), by=by, via=via)
     return stored
+
+
+def _place(incoming: IncomingFile, target: Path) -> None:
+    """Put the upload's bytes at `target` (named by their hash), stored once: already there,
+    they stay; stored under another extension, they are hard-linked; else they move in."""
+    if target.exists():
+        incoming.discard()
+        return
+    for other in _stored_copies(incoming.sha256):
+        try:
+            os.link(other, target)
+        except OSError:  # gone meanwhile, already linked by a twin upload, or no hard links here
+            continue
+        incoming.discard()
+        break
+    else:
+        os.replace(incoming.path, target)  # also the fallback: a second copy of the bytes
+    _sync_dir(target.parent)
+
+
+def _stored_copies(sha256: str) -> list[Path]:
+    """The content's bytes as already stored, under each extension it was uploaded with."""
+    folder = files_dir() / sha256[:2]
+    extensions = {ext.rsplit(".", 1)[-1] for ext in EXTENSIONS}
+    return [path for ext in sorted(extensions) if (path := folder / f"{sha256}.{ext}").exists()]
 
 
 def _audited(stored: Stored, *, by: object, via: str) -> Stored:
@@ -267,6 +367,11 @@ def _fill_metadata(file: GcodeFile, meta: GcodeMetadata) -> None:
         if data:
             thumbnail_path(file).write_bytes(data)
             file.thumbnail_type = kind
+    for plate, stored in zip(meta.plates, file.plates, strict=True):
+        data = _browser_image(plate.thumbnail.data, plate.thumbnail.format)[0] if plate.thumbnail else b""
+        if data:
+            (files_dir() / plate_thumbnail_name(file, plate.index)).write_bytes(data)
+        stored["thumbnail"] = bool(data)
 
 
 def filament_json(filament: Filament) -> dict:
@@ -317,14 +422,15 @@ class FileInUse(Exception):
 
 
 def delete(file: GcodeFile, *, by: object = None, via: str = "") -> None:
-    """Remove a file's bytes; refused while a job waits for it or runs it. A file that
-    finished jobs point at stays as a record (history shows its name), hidden from the list.
-    A user's delete is audited in the same transaction, as `store`'s upload is."""
+    """Remove a library entry and its bytes, unless another entry still uses them (the same
+    content under another name or folder); refused while a job waits for it or runs it. An
+    entry finished jobs point at stays as a record (history shows its name), hidden from the
+    list. A user's delete is audited in the same transaction, as `store`'s upload is."""
     active = file.jobs.filter(state__in=(Job.State.QUEUED, *Job.ACTIVE)).count()
     if active:
         plural = "s" if active != 1 else ""
         raise FileInUse(f"{file.name} is used by {active} waiting or running job{plural}; cancel them first.")
-    paths = [stored_path(file), thumbnail_path(file)]
+    names = {file.stored_name, file.thumbnail_name, *plate_thumbnail_names(file)}
     with transaction.atomic():
         if is_user(by):
             audit_record(by, "file.delete", target=file, via=via)  # first: the row still has its pk
@@ -332,9 +438,18 @@ def delete(file: GcodeFile, *, by: object = None, via: str = "") -> None:
             GcodeFile.objects.filter(pk=file.pk).update(deleted_at=timezone.now(), thumbnail_type="")
         else:
             file.delete()
-    for path in paths:
+    others = GcodeFile.objects.present().filter(sha256=file.sha256).exclude(pk=file.pk)
+    for name in names - {n for other in others for n in library_names(other)}:
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+            (files_dir() / name).unlink()
+
+
+def library_names(file: GcodeFile) -> set[str]:
+    """The files under the files directory a present entry uses (shared with its content's other entries)."""
+    names = {file.stored_name, *plate_thumbnail_names(file)}
+    if file.thumbnail_type:
+        names.add(file.thumbnail_name)
+    return names
 
 
 # -- cleaning up after crashes ----------------------------------------------------------------
@@ -373,8 +488,10 @@ def clean(*, dry_run: bool = False, min_age: float = LEFTOVER_AGE) -> Cleanup:
     cutoff = time.time() - min_age
     for path in _temp_files():
         _remove_if_old(path, cutoff, result)
-    live = list(GcodeFile.objects.present().only("pk", "sha256", "name", "thumbnail_type").order_by("pk"))
-    keep = {f.stored_name for f in live} | {f.thumbnail_name for f in live if f.thumbnail_type}
+    live = list(
+        GcodeFile.objects.present().only("pk", "sha256", "name", "thumbnail_type", "plates").order_by("pk")
+    )
+    keep = {name for f in live for name in library_names(f)}
     stored = [p for p in files_dir().glob("??/*") if _STORED.fullmatch(p.name)]
     orphans = [p for p in stored if str(p.relative_to(files_dir())) not in keep]
     if _suspicious(len(orphans), len(stored)):
@@ -399,6 +516,8 @@ def clean(*, dry_run: bool = False, min_age: float = LEFTOVER_AGE) -> Cleanup:
 
 def _temp_files() -> list[Path]:
     paths = list((files_dir() / "incoming").glob("*.part"))
+    # Plates taken out of a 3MF for a transfer (jobs.transfer.upload_source) by a killed poller.
+    paths += list((files_dir() / "outgoing").glob("job*.gcode"))
     # Request bodies are unnamed files there; Django's own upload handler names its files.
     if temp_dir := getattr(settings, "FILE_UPLOAD_TEMP_DIR", None):
         paths += [p for p in Path(temp_dir).glob("tmp*") if _PYTHON_TEMP.fullmatch(p.name)]

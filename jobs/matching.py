@@ -26,6 +26,7 @@ class ReasonCode(StrEnum):
     MATERIAL = "material"
     NOZZLE = "nozzle"
     SLICED_NOZZLE = "sliced_nozzle"  # the file was sliced for another nozzle
+    PRINTER_MODEL = "printer_model"  # the file was sliced for another printer model
     DISABLED = "disabled"
     BUSY = "busy"
     OFFLINE = "offline"
@@ -56,6 +57,7 @@ class Candidate:
     message: str = ""
     material: str = ""
     nozzle: Decimal | None = None
+    model: str = ""  # as slicers name it; blank takes files sliced for any model
     tags: frozenset[str] = frozenset()
     bed_clear: bool = True
     job_id: int | None = None  # a job of ours assigned to, uploading to or printing on it
@@ -72,10 +74,27 @@ class Needs:
     material: str = ""
     nozzle: Decimal | None = None
     sliced_nozzle: float | None = None  # from the file's metadata
+    sliced_model: str = ""  # the printer model the file was sliced for (a 3MF's, a header's)
 
 
 def _nozzle(value: Decimal | float) -> str:
     return f"{Decimal(str(value)).normalize():f}"
+
+
+# Vendors slicers write before a model, or leave out: PrusaSlicer's `printer_model` is "MK4"
+# where an operator writes "Original Prusa MK4"; Bambu Studio's is "Bambu Lab P1S".
+_VENDORS = ("original prusa ", "prusa ", "bambu lab ", "bambulab ", "creality ", "voron ")
+
+
+def _model_key(name: str) -> str:
+    key = " ".join(name.casefold().split())
+    return next((key.removeprefix(v) for v in _VENDORS if key.startswith(v)), key)
+
+
+def same_model(a: str, b: str) -> bool:
+    """Printer model names as slicers and operators write them: case, spacing and a leading
+    vendor name don't count."""
+    return _model_key(a) == _model_key(b)
 
 
 def mismatches(needs: Needs, printer: Candidate) -> list[Reason]:
@@ -105,6 +124,10 @@ def mismatches(needs: Needs, printer: Candidate) -> list[Reason]:
                 ReasonCode.SLICED_NOZZLE,
                 f"sliced for a {_nozzle(needs.sliced_nozzle)} nozzle, printer has {_nozzle(printer.nozzle)}",
             )
+        )
+    if needs.sliced_model and printer.model and not same_model(needs.sliced_model, printer.model):
+        found.append(
+            Reason(ReasonCode.PRINTER_MODEL, f"sliced for {needs.sliced_model}, printer is {printer.model}")
         )
     return found
 

@@ -23,6 +23,7 @@ def needs_of(job: Job) -> Needs:
         material=job.required_material,
         nozzle=job.required_nozzle,
         sliced_nozzle=job.file.nozzle_diameter,
+        sliced_model=job.file.printer_model,
     )
 
 
@@ -61,6 +62,7 @@ def candidate(printer: Printer, job_id: int | None) -> Candidate:
         message=status.message if status else "",
         material=printer.material,
         nozzle=printer.nozzle_diameter,
+        model=printer.model,
         tags=frozenset(t.name for t in printer.tags.all()),
         bed_clear=printer.bed_clear,
         job_id=job_id,

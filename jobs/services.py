@@ -131,18 +131,22 @@ def jobs_create(
     tags: Iterable[Tag] = (),
     material: str = "",
     nozzle: Decimal | None = None,
+    plates: Sequence[int] | None = None,
     by: object = None,
     via: str = "web",
 ) -> list[Job]:
-    """Queue `quantity` copies for any matching printer, or one copy for each of `printers`."""
+    """Queue `quantity` copies for any matching printer, or one copy for each of `printers`;
+    for a 3MF, each copy is one job per plate of `plates` (default: all its plates)."""
     targets: list[Printer | None] = list(printers) if printers else [None] * quantity
+    chosen = file_plates(file, plates)
     _lock_queue()
     position = _next_position(priority)
     tags = list(tags)
     jobs = []
-    for offset, target in enumerate(targets):
+    for offset, (target, plate) in enumerate((t, p) for t in targets for p in chosen):
         job = Job.objects.create(
             file=file,
+            plate=plate,
             action=action,
             priority=priority,
             position=position + offset,
@@ -158,7 +162,7 @@ def jobs_create(
             at=job.created_at,
             to_state=S.QUEUED,
             by=user_name(by),
-            reason=f"for {target.name}" if target else "",
+            reason=", ".join(filter(None, [f"for {target.name}" if target else "", _plate_label(plate)])),
         )
         jobs.append(job)
     if is_user(by):
@@ -168,6 +172,31 @@ def jobs_create(
             where = f" for tag {', '.join(t.name for t in tags)}"
         audit_record(by, "job.queue", target=file, detail=f"{len(jobs)} × {what}{where}", via=via)
     return jobs
+
+
+def file_plates(file: GcodeFile, plates: Sequence[int] | None = None) -> list[int | None]:
+    """The plates to queue: those asked for, all of a 3MF's by default, [None] for plain G-code."""
+    known = [p["index"] for p in file.plates]
+    if not known:
+        if plates:
+            raise JobError(f"{file.name} has no plates to choose from")
+        return [None]
+    if plates is None:
+        return known
+    if unknown := sorted(set(plates) - set(known)):
+        raise JobError(f"{file.name} has no plate {', '.join(map(str, unknown))}")
+    if not plates:
+        raise JobError("Choose at least one plate")
+    return sorted(set(plates))
+
+
+def plate_of(job: Job) -> dict | None:
+    """The job's plate as the file records it ({"index", "estimated_seconds", "filaments", ...})."""
+    return next((p for p in job.file.plates if p["index"] == job.plate), None) if job.plate else None
+
+
+def _plate_label(plate: int | None) -> str:
+    return f"plate {plate}" if plate is not None else ""
 
 
 @transaction.atomic
@@ -199,6 +228,7 @@ def job_requeue(job: Job, *, by: object = None, via: str = "web") -> Job:
     _lock_queue()
     new = Job.objects.create(
         file=job.file,
+        plate=job.plate,
         action=job.action,
         priority=job.priority,
         position=_first_position(job.priority),
@@ -349,11 +379,16 @@ def print_ended(printer: Printer) -> None:
 
 
 def filament_used(job: Job, progress: float | None) -> float | None:
-    """The file's estimate scaled by how far the print got (printers don't all report it)."""
-    if job.file.filament_mm is None:
+    """The file's (or the job's plate's) estimate scaled by how far the print got (printers
+    don't all report it)."""
+    expected = job.file.filament_mm
+    if (plate := plate_of(job)) is not None:
+        lengths = [f["mm"] for f in plate["filaments"] if f.get("mm") is not None]
+        expected = sum(lengths) if lengths else None
+    if expected is None:
         return None
     share = 1.0 if progress is None else max(0.0, min(progress, 100.0)) / 100.0
-    return round(job.file.filament_mm * share, 1)
+    return round(expected * share, 1)
 
 
 def retry_delay(attempt: int, base: float, cap: float = 300.0) -> dt.timedelta:

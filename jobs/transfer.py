@@ -1,15 +1,21 @@
-"""Sending one file to one printer: its name there, its progress, and the stall watchdog."""
+"""Sending one file to one printer: what is sent and its name there, its progress, and the stall
+watchdog."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+import uuid
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.db import transaction
 from django.utils import timezone
 
+from jobs.library import files_dir
+from jobs.metadata import ArchiveRefused, is_threemf
+from jobs.metadata.threemf import extract_plate
 from jobs.models import Job
 from printers.changes import announce
 from printers.drivers.base import DriverError
@@ -18,18 +24,51 @@ PROGRESS_EVERY = 1.0  # seconds between two transfer-progress writes
 # Shown until the printer answers the upload: the bytes left us, nobody said they arrived.
 UNCONFIRMED_PERCENT = 99.0
 WATCH_EVERY = 0.5  # seconds between two looks at a transfer's progress
-_SUFFIXES = (".gcode.3mf", ".bgcode", ".gcode", ".gco", ".g")
+_SUFFIXES = (".gcode.3mf", ".3mf", ".bgcode", ".gcode", ".gco", ".g")
 _MB = 1024 * 1024
+# Printers that print a 3MF as it is; the others are sent the job's plate G-code. None yet:
+# Bambu printers (which take the 3MF and a plate to start) come with their driver.
+TAKES_3MF: frozenset[str] = frozenset()
+
+
+def sends_plate_gcode(job: Job) -> bool:
+    """A 3MF going to a printer that prints G-code: it gets the job's plate, extracted."""
+    return is_threemf(job.file.name) and job.printer is not None and job.printer.protocol not in TAKES_3MF
 
 
 def remote_name_for(job: Job) -> str:
     """The file's name on the printer, unique to the job ("benchy-job42.gcode"): a re-send
-    overwrites only this job's copy, and the printer's status names the job it is printing."""
+    overwrites only this job's copy, and the printer's status names the job it is printing.
+    A 3MF's plate sent as G-code is named for its plate ("set_plate2-job42.gcode")."""
     name = job.file.name.replace("/", "_").replace("\\", "_")
     lower = name.lower()
     suffix = next((s for s in _SUFFIXES if lower.endswith(s) and len(name) > len(s)), "")
     stem = name[: len(name) - len(suffix)]
+    if sends_plate_gcode(job):
+        return f"{stem}_plate{job.plate or 1}-job{job.pk}.gcode"
     return f"{stem}-job{job.pk}{name[len(stem) :]}"
+
+
+@contextlib.asynccontextmanager
+async def upload_source(job: Job, stored: Path) -> AsyncIterator[Path]:
+    """The file to send for `job`: the library's bytes, or for a 3MF on a G-code printer the
+    job's plate G-code, streamed out of the archive to a temporary file removed afterwards."""
+    if not sends_plate_gcode(job):
+        yield stored
+        return
+    outgoing = files_dir() / "outgoing"
+    outgoing.mkdir(parents=True, exist_ok=True)
+    path = outgoing / f"job{job.pk}-{uuid.uuid4().hex}.gcode"
+    plate = job.plate or 1
+    try:
+        try:
+            await asyncio.to_thread(extract_plate, stored, plate, path)
+        except ArchiveRefused as exc:
+            problem = f"Can't take plate {plate} out of {job.file.name}: {exc}"
+            raise DriverError(problem, permanent=True) from exc
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
 class ProgressWriter:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("files/upload/", library.file_upload, name="upload"),
     path("files/<int:pk>/", library.file_detail, name="file"),
     path("files/<int:pk>/thumbnail/", library.file_thumbnail, name="thumbnail"),
+    path("files/<int:pk>/plates/<int:index>/thumbnail/", library.plate_thumbnail, name="plate_thumbnail"),
     path("files/<int:pk>/delete/", library.file_delete, name="file_delete"),
     path("files/<int:pk>/queue/", queue.queue_add, name="queue_add"),
     path("queue/", queue.queue_page, name="queue"),

@@ -16,6 +16,7 @@ _DETAILS = (
     "enabled",
     "tags",
     "location",
+    "model",
     "nozzle_diameter",
     ("build_x", "build_y", "build_z"),
     "material",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 
 from printers.models import Printer
 from printers.state import State, shown_state
@@ -25,7 +25,9 @@ def state_tally(groups: Iterable[tuple[bool, str | None, int]]) -> dict[State, i
     return counts
 
 
-def farm_state_counts() -> dict[State, int]:
-    """Printers per state over the whole farm, as their cards show them (one query)."""
-    groups = Printer.objects.order_by().values_list("enabled", "status__state").annotate(n=Count("pk"))
+def farm_state_counts(printers: QuerySet[Printer] | None = None) -> dict[State, int]:
+    """Printers per state over the whole farm (or these printers), as their cards show them
+    (one query)."""
+    printers = Printer.objects.all() if printers is None else printers
+    groups = printers.order_by().values_list("enabled", "status__state").annotate(n=Count("pk"))
     return state_tally(groups)

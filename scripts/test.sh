@@ -28,7 +28,9 @@ if .venv/bin/python scripts/services_up.py "$PG_URL" "$RD_URL"; then
     printfarm/tests/test_change_path.py printers/tests/test_poller_health.py printers/tests/test_command_answers.py \
     printers/tests/test_card_numbers.py jobs/tests/test_print_numbers.py printfarm/api/tests/test_queue_reasons.py \
     jobs/tests/test_next_up.py printfarm/tests/test_upload_paths.py printfarm/tests/test_web.py \
-    printers/tests/test_state_counts.py printfarm/api/tests/test_schema_sources.py "$@"
+    printers/tests/test_state_counts.py printfarm/api/tests/test_schema_sources.py \
+    printfarm/api/tests/test_cura_plugin.py printfarm/api/tests/test_slicer_uploads.py \
+    jobs/tests/test_library_facts.py jobs/tests/test_threemf.py jobs/tests/test_threemf_jobs.py "$@"
 elif [ -n "${CI:-}" ]; then
   echo "PostgreSQL or Redis is not answering on 127.0.0.1; CI needs both." >&2
   exit 1

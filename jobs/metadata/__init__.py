@@ -1,7 +1,8 @@
-"""Slicer metadata (time, filament, temperatures, thumbnails) read from G-code and binary G-code.
+"""Slicer metadata (time, filament, temperatures, thumbnails) read from G-code, binary G-code
+and 3MF print files.
 
 `fields` is the record and its limits, `dialects` each slicer's keys, `text` and `bgcode` the
-two file formats, `thumbnails` the images both carry.
+two file formats, `threemf` the archive holding text G-code per plate, `thumbnails` the images.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from jobs.metadata.bgcode import MAGIC as _BGCODE_MAGIC
 from jobs.metadata.bgcode import parse_bgcode
 from jobs.metadata.fields import Filament, GcodeMetadata, Plate, Thumbnail
 from jobs.metadata.text import parse_text
+from jobs.metadata.threemf import ArchiveRefused, read_threemf
 from jobs.metadata.thumbnails import MAX_THUMBNAIL_PIXELS, MAX_THUMBNAIL_SIDE, image_size, thumbnail_size_ok
 
 __all__ = [
     "HEAD_BYTES",
+    "ArchiveRefused",
     "Filament",
     "Plate",
     "MAX_THUMBNAIL_PIXELS",
@@ -24,6 +27,7 @@ __all__ = [
     "GcodeMetadata",
     "Thumbnail",
     "image_size",
+    "is_threemf",
     "parse_text",
     "read_metadata",
     "thumbnail_size_ok",
@@ -33,8 +37,18 @@ HEAD_BYTES = 1024 * 1024  # slicer thumbnails can be several hundred KB of base6
 TAIL_BYTES = 256 * 1024  # PrusaSlicer's config block alone is 40-60 KB
 
 
-def read_metadata(path: str | os.PathLike[str]) -> GcodeMetadata:
-    """Read a text or binary G-code file's metadata; only its head and tail are read."""
+def is_threemf(name: str | os.PathLike[str]) -> bool:
+    return str(name).lower().endswith(".3mf")
+
+
+def read_metadata(path: str | os.PathLike[str], *, name: str = "") -> GcodeMetadata:
+    """Read a text or binary G-code file's metadata; only its head and tail are read.
+
+    A 3MF (by `name`, or the path's own name) is read from its archive, and refused with
+    `ArchiveRefused` when unsafe or unprintable.
+    """
+    if is_threemf(name or path):
+        return read_threemf(path, head_bytes=HEAD_BYTES, tail_bytes=TAIL_BYTES)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size <= HEAD_BYTES + TAIL_BYTES:

@@ -6,7 +6,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 
-from jobs.metadata.dialects import DIALECTS, PRUSA
+from jobs.metadata.dialects import DIALECTS, FILAMENTS, PRUSA
 from jobs.metadata.fields import GcodeMetadata, Thumbnail, build
 from jobs.metadata.thumbnails import checked_thumbnail
 
@@ -40,7 +40,8 @@ def parse_bgcode(data: bytes) -> GcodeMetadata:
     if producer not in DIALECTS:
         producer = version = ""
     # The metadata keys are libbgcode's, i.e. PrusaSlicer's, whoever produced the file.
-    return build(PRUSA, values, {}, producer, version.strip()[:40], thumbnails)
+    filaments = FILAMENTS["PrusaSlicer"](values)
+    return build(PRUSA, values, {}, producer, version.strip()[:40], thumbnails, filaments=filaments)
 
 
 def _bgcode_blocks(data: bytes, *, crc_size: int) -> Iterator[tuple[int, bytes, bytes]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -77,13 +77,28 @@ _LIMITS = {
 }
 
 
-def _valid(field: str, value: object) -> bool:
-    if field == "filament_type":
-        return (
-            isinstance(value, str) and 0 < len(value) <= 40 and value.isprintable() and "\ufffd" not in value
-        )
+_TEXT_LIMITS = {"filament_type": 40, "printer_model": 80}
+
+# Floats are rounded to a thousandth (a micron, a milligram): past what any slicer prints, so
+# 1.23456 m reads 1234.56 mm, not 1234.5600000000002, and 0.075 mm layers stay 0.075.
+_DECIMALS = 3
+
+
+def valid(field: str, value: object) -> bool:
+    """Whether `value` can be the field's: a GcodeMetadata field's, or a Filament's under the
+    matching name ("filament_type", "filament_g", "filament_mm")."""
+    if field in _TEXT_LIMITS:
+        text = value if isinstance(value, str) else ""
+        return 0 < len(text) <= _TEXT_LIMITS[field] and text.isprintable() and "\ufffd" not in text
     # Zero means "unknown" or "off" in every slicer (Bambu writes 0.00 g without a density).
     return isinstance(value, int | float) and math.isfinite(value) and 0 < value <= _LIMITS[field]
+
+
+_valid = valid  # the name jobs.metadata.threemf imports
+
+
+def _rounded(value: Any) -> Any:
+    return round(value, _DECIMALS) if isinstance(value, float) else value
 
 
 Getter = Callable[[Mapping[str, str]], object]
@@ -97,15 +112,19 @@ def build(
     slicer: str,
     version: str,
     thumbnails: list[Thumbnail],
+    *,
+    filaments: tuple[Filament, ...] = (),
 ) -> GcodeMetadata:
     """The first valid value for each field, from the rules in order, then the fallbacks."""
     fields: dict[str, Any] = {}
     for field, get in rules:
-        if field not in fields and _valid(field, value := get(values)):
+        if field not in fields and valid(field, value := get(values)):
             fields[field] = value
     for field, value in fallbacks.items():
-        if field not in fields and _valid(field, value):
+        if field not in fields and valid(field, value):
             fields[field] = value
+    fields = {field: _rounded(value) for field, value in fields.items()}
     if "estimated_seconds" in fields:
         fields["estimated_seconds"] = round(fields["estimated_seconds"])
-    return GcodeMetadata(slicer, version, thumbnails=tuple(thumbnails), **fields)
+    slots = tuple(replace(f, grams=_rounded(f.grams), mm=_rounded(f.mm)) for f in filaments)
+    return GcodeMetadata(slicer, version, filaments=slots, thumbnails=tuple(thumbnails), **fields)

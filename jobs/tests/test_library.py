@@ -86,18 +86,60 @@ def test_several_files_in_one_request_each_get_a_verdict(client):
     assert response.status_code == 207
     body = response.json()
     assert [s["name"] for s in body["stored"]] == ["a.gcode"]
-    assert body["errors"] == ["b.stl: not a G-code file. Accepted: .gcode, .gco, .g, .bgcode."]
+    assert body["errors"] == [
+        "b.stl: not a G-code file. Accepted: .gcode, .gco, .g, .bgcode, .gcode.3mf, .3mf."
+    ]
 
 
-def test_the_same_content_again_reuses_the_stored_file(client):
+def test_the_same_content_and_name_again_reuses_the_entry(client):
     data = gcode_bytes()
     assert upload(client, "one.gcode", data, json=True).status_code == 201
-    again = upload(client, "two.gcode", data, json=True)
+    again = upload(client, "one.gcode", data, json=True)
     assert again.status_code == 201
     assert again.json()["stored"][0]["created"] is False
     assert "already in the library" in again.json()["stored"][0]["message"]
     assert GcodeFile.objects.count() == 1
     assert incoming_files() == []
+
+
+def test_the_same_content_under_a_new_name_is_a_new_entry_sharing_the_bytes(client):
+    data = gcode_bytes()
+    upload(client, "one.gcode", data)
+    renamed = upload(client, "two.gcode", data, json=True).json()["stored"][0]
+    other_extension = upload(client, "three.gco", data, json=True).json()["stored"][0]
+    assert (renamed["created"], other_extension["created"]) == (True, True)
+    one, two, three = (GcodeFile.objects.get(name=n) for n in ("one.gcode", "two.gcode", "three.gco"))
+    assert library.stored_path(one) == library.stored_path(two)
+    # Another extension is another stored name: a hard link to the same bytes, not a copy.
+    assert library.stored_path(three).stat().st_ino == library.stored_path(one).stat().st_ino
+    assert incoming_files() == []
+
+
+def test_deleting_an_entry_keeps_the_bytes_another_entry_uses(client):
+    data = with_thumbnail(gcode_bytes())
+    for name in ("one.gcode", "two.gcode", "three.gco"):
+        upload(client, name, data)
+    one, two, three = (GcodeFile.objects.get(name=n) for n in ("one.gcode", "two.gcode", "three.gco"))
+    library.delete(one)
+    assert library.stored_path(two).read_bytes() == data
+    assert library.thumbnail_path(two).exists()
+    library.delete(two)
+    assert not library.stored_path(two).exists()  # the .gcode name: no entry uses it any more
+    assert library.stored_path(three).read_bytes() == data
+    assert library.thumbnail_path(three).exists()
+    library.delete(three)
+    assert not any(p.is_file() for p in library.files_dir().rglob("*"))
+
+
+def test_clean_keeps_bytes_any_present_entry_uses():
+    data = gcode_bytes()
+    first = make_file("a.gcode", unique=False)
+    second = make_file("b.gco", unique=False)
+    aged(library.stored_path(first))
+    aged(library.stored_path(second))
+    library.delete(first)
+    result = library.clean()
+    assert result.removed == [] and library.stored_path(second).read_bytes() == data
 
 
 @pytest.mark.parametrize(
@@ -188,24 +230,37 @@ def test_deleting_an_unused_file_removes_it(client):
     assert not path.exists()
 
 
-def test_uploading_a_deleted_files_content_brings_it_back(client):
+def test_uploading_a_deleted_file_again_brings_it_back(client):
     data = gcode_bytes()
     upload(client, "old.gcode", data)
     file = GcodeFile.objects.get()
     Job.objects.create(file=file, state=Job.State.FAILED)
     library.delete(file)
-    upload(client, "new.gcode", data)
+    upload(client, "old.gcode", data)
     file.refresh_from_db()
-    assert (file.deleted_at, file.name) == (None, "new.gcode")
+    assert (file.deleted_at, file.name) == (None, "old.gcode")
     assert library.stored_path(file).read_bytes() == data
     assert GcodeFile.objects.count() == 1
+    upload(client, "new.gcode", data)  # the same content under a new name: a new entry
+    assert sorted(GcodeFile.objects.present().values_list("name", flat=True)) == ["new.gcode", "old.gcode"]
 
 
-def test_clean_name_strips_paths_and_control_characters():
-    assert library.clean_name("C:\\models\\cube.gcode") == "cube.gcode"
-    assert library.clean_name("../../etc/x.gcode") == "x.gcode"
-    assert library.clean_name("a\x00b\n.gcode") == "ab.gcode"
-    assert len(library.clean_name("x" * 400 + ".gcode")) == 255
+def test_names_with_folders_control_characters_or_too_long_are_refused_not_cleaned():
+    assert "can't hold a folder" in library.name_problem("C:\\models\\cube.gcode")
+    assert "can't hold a folder" in library.name_problem("../../etc/x.gcode")
+    assert "control characters" in library.name_problem("a\x00b\n.gcode")
+    assert "longer than 255" in library.name_problem("x" * 250 + ".gcode")
+    assert library.name_problem("x" * 249 + ".gcode") == ""
+    assert library.name_problem("Benchy (PETG) 0.2mm ÄÖ.gcode") == ""
+
+
+def test_a_folder_is_trimmed_and_refused_when_it_leaves_the_library():
+    assert library.folder_from("/customers//anna/") == ("customers/anna", "")
+    assert library.folder_from("customers\\anna") == ("customers/anna", "")
+    assert library.folder_from("") == ("", "")
+    assert "can't contain" in library.folder_from("a/../../b")[1]
+    assert "control characters" in library.folder_from("a\tb")[1]
+    assert "longer than 255" in library.folder_from("x" * 256)[1]
 
 
 def test_demo_files_are_stored_once_with_their_thumbnails():
@@ -365,6 +420,7 @@ def test_clean_removes_old_leftovers_and_keeps_what_is_live_or_fresh(settings, t
     sha = "ab" * 32
     gone = [
         leftover("incoming/0123.part"),
+        leftover("outgoing/job7-0123.gcode"),  # a 3MF plate the poller was sending when killed
         leftover(f"ab/{sha}.gcode"),  # killed between the rename and the commit
         leftover(f"ab/{sha}.thumb"),
         library.stored_path(history),
@@ -372,6 +428,7 @@ def test_clean_removes_old_leftovers_and_keeps_what_is_live_or_fresh(settings, t
     ]
     kept = [
         leftover("incoming/4567.part", age=60),  # may be another worker's upload in progress
+        leftover("outgoing/job8-4567.gcode", age=60),  # a plate being sent
         leftover(f"cd/{'cd' * 32}.gcode", age=60),  # may be committing right now
         leftover("notes.txt", root=settings.FILE_UPLOAD_TEMP_DIR),
         library.stored_path(live),

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from jobs.metadata import HEAD_BYTES, TAIL_BYTES, GcodeMetadata, Thumbnail, parse_text, read_metadata
+from jobs.metadata import (
+    HEAD_BYTES,
+    TAIL_BYTES,
+    Filament,
+    GcodeMetadata,
+    Thumbnail,
+    parse_text,
+    read_metadata,
+)
 
 SAMPLES = Path(__file__).parent / "samples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -101,7 +109,8 @@ SAMPLE_FIELDS = {
         "nozzle_diameter": 0.6,
         "first_layer_hotend": 240,
         "first_layer_bed": 80,
-        "object_height": None,  # no max_layer_z; max_print_height = 250 is the printer's
+        # No max_layer_z (max_print_height = 250 is the printer's): the highest layer laying filament.
+        "object_height": 0.75,
         "thumbnails": [(32, 32, "png"), (220, 124, "png")],
     },
     "orcaslicer.gcode": {
@@ -171,7 +180,7 @@ SAMPLE_FIELDS = {
         "nozzle_diameter": 0.4,
         "first_layer_hotend": 215,  # the extruder's first of two setpoints (215, 210), not the bed's
         "first_layer_bed": 60,
-        "object_height": None,
+        "object_height": 0.6,  # Simplify3D writes none: the highest layer laying filament
         "thumbnails": [(100, 100, "png")],
     },
 }
@@ -345,6 +354,8 @@ def test_bgcode_metadata_and_thumbnails(tmp_path: Path, crc: bool) -> None:
         first_layer_hotend=240,
         first_layer_bed=85,
         object_height=12.35,
+        printer_model="MK4",
+        filaments=(Filament(1, "PETG", "", 3.0, 1000.0), Filament(2, "PLA", "", 0.7, 234.5)),
         thumbnails=(Thumbnail(16, 16, "png", png(16, 16)), Thumbnail(313, 173, "qoi", qoi(313, 173))),
     )
 

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 from jobs import library
 from jobs.forms import QueueForm
 from jobs.models import GcodeFile
+from jobs.presenters import file_facts
 from jobs.uploads import upload_receive
 from printfarm.accounts.roles import operator_required, viewer_required
 from printfarm.web import HtmxHttpRequest, render_fragment_or_page
@@ -37,6 +38,7 @@ def file_list(request: HtmxHttpRequest) -> HttpResponse:
     page = Paginator(files, PAGE_SIZE).get_page(request.GET.get("page"))
     context = {
         "page": page,
+        "rows": [{"file": file, "facts": file_facts(file)} for file in page],
         "query": query,
         "sort": sort if sort in SORTS else "new",
         "sorts": [(key, label) for key, (_, label) in SORTS.items()],
@@ -81,9 +83,13 @@ def _csrf_refusal(request: HttpRequest) -> HttpResponse | None:
 @require_GET
 def file_detail(request: HttpRequest, pk: int) -> HttpResponse:
     file = get_object_or_404(GcodeFile.objects.present(), pk=pk)
+    return render(request, "jobs/file_detail.html", file_page_context(file, QueueForm(file=file)))
+
+
+def file_page_context(file: GcodeFile, form: QueueForm) -> dict:
+    """The file page's context; the queue view renders it again with a form's errors."""
     jobs = file.jobs.select_related("printer").order_by("-pk")[:20]
-    context = {"file": file, "form": QueueForm(file=file), "jobs": jobs}
-    return render(request, "jobs/file_detail.html", context)
+    return {"file": file, "facts": file_facts(file), "form": form, "jobs": jobs}
 
 
 @viewer_required
@@ -95,6 +101,23 @@ def file_thumbnail(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No thumbnail")
     response = FileResponse(open(path, "rb"), content_type=file.thumbnail_type)  # noqa: SIM115
     # The path is named by the content's hash: it never changes for this file id.
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@viewer_required
+@require_GET
+def plate_thumbnail(request: HttpRequest, pk: int, index: int) -> HttpResponse:
+    """A 3MF plate's image (the file's own thumbnail is plate 1's)."""
+    file = get_object_or_404(GcodeFile, pk=pk)
+    if not any(p["index"] == index and p.get("thumbnail") for p in file.plates):
+        raise Http404("No such plate image")
+    path = library.files_dir() / library.plate_thumbnail_name(file, index)
+    if not path.exists():
+        raise Http404("No such plate image")
+    data = path.read_bytes()  # a slicer's plate image: some hundred KB at most
+    kind = "image/png" if data.startswith(b"\x89PNG") else "image/jpeg"
+    response = HttpResponse(data, content_type=kind)
     response["Cache-Control"] = "private, max-age=86400"
     return response
 

@@ -17,6 +17,7 @@ from jobs.control import job_stop
 from jobs.forms import PrintNowForm, QueueForm
 from jobs.matching import ReasonCode, plan, unavailable
 from jobs.models import GcodeFile, Job
+from jobs.views.library import file_page_context
 from jobs.waiting import Explainer, explain_waiting
 from printfarm.accounts.roles import operator_required, viewer_required
 from printfarm.web import HtmxHttpRequest, render_fragment_or_page, safe_next, wants_fragment
@@ -31,10 +32,7 @@ def queue_add(request: HttpRequest, pk: int) -> HttpResponse:
     file = get_object_or_404(GcodeFile.objects.present(), pk=pk)
     form = QueueForm(request.POST, file=file)
     if not form.is_valid():
-        jobs = file.jobs.select_related("printer").order_by("-pk")[:20]
-        return render(
-            request, "jobs/file_detail.html", {"file": file, "form": form, "jobs": jobs}, status=400
-        )
+        return render(request, "jobs/file_detail.html", file_page_context(file, form), status=400)
     data = form.cleaned_data
     created = form.queue(file, by=request.user)
     where = f" for {', '.join(p.name for p in data['printers'])}" if data["printers"] else ""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from django.http import Http404, HttpRequest
-from django.urls import reverse
 from ninja import Query, Router, Status
 from pydantic import Field
 
 from jobs import library
 from jobs.models import GcodeFile
+from jobs.presenters import file_facts
 from jobs.uploads import upload_receive
 from printfarm.accounts.models import Role
 from printfarm.api import schemas
@@ -21,7 +23,10 @@ SORTS = {"new": "-uploaded_at", "name": "name", "size": "-size", "time": "estima
 
 def file_out(file: GcodeFile) -> dict:
     data = {name: getattr(file, name) for name in schemas.FileOut.model_fields if hasattr(file, name)}
-    data["thumbnail_url"] = reverse("jobs:thumbnail", args=[file.pk]) if file.thumbnail_type else None
+    facts = file_facts(file)  # the slots and plates as the pages show them
+    data["filaments"] = facts.filaments
+    data["plates"] = [{**asdict(p), "thumbnail_url": p.thumbnail_url or None} for p in facts.plates]
+    data["thumbnail_url"] = facts.thumbnail_url or None
     return data
 
 
@@ -54,8 +59,10 @@ def file_detail(request: HttpRequest, file_id: int):
     summary="Upload G-code (operator)",
     description=(
         "`multipart/form-data` with one or more `file` parts; each is streamed to disk and "
-        "hashed. Accepted: " + ", ".join(library.EXTENSIONS) + ". The same content uploaded "
-        "again reuses the stored file (its id is in `reused`). 201: every file kept; 207: some "
+        "hashed. Accepted: " + ", ".join(library.EXTENSIONS) + ". The same content under the same "
+        "name again reuses that entry (its id is in `reused`); under a new name it is a new entry "
+        "sharing the stored bytes. Names with a folder (/ or \\), control characters or over 255 "
+        "characters are refused. 201: every file kept; 207: some "
         "kept, the others refused (`errors`); 400: none kept; 413: none kept, one was over the "
         "size limit. The web library and the slicer endpoint answer the same files the same way."
     ),

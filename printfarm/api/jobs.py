@@ -129,6 +129,7 @@ def job_create(request: HttpRequest, body: schemas.JobIn):
         "tags": list(tags.values()),
         "material": body.material,
         "nozzle": "" if body.nozzle is None else str(body.nozzle),
+        "plates": [p["index"] for p in file.plates] if body.plates is None else body.plates,
     }
     form = QueueForm(data, file=file)
     if not form.is_valid():

@@ -119,7 +119,7 @@ def printer_change(request: HttpRequest, printer_id: int, body: schemas.PrinterP
         raise Http404(f"No printer {printer_id}.")
     values = body.model_dump(exclude_unset=True)
     # null clears: PrinterPatch allows it only for these (the rest are present and not null).
-    for name, empty in (("tags", []), ("location", ""), ("material", ""), ("api_key", "")):
+    for name, empty in (("tags", []), ("location", ""), ("model", ""), ("material", ""), ("api_key", "")):
         if name in values and values[name] is None:
             values[name] = empty
     key = values.pop("api_key", None)

@@ -98,6 +98,7 @@ class PrinterOut(Schema):
     enabled: bool
     tags: list[str]
     location: str
+    model: str = Field(examples=["Bambu Lab P1S"], description="as slicers name it; blank: any")
     nozzle_diameter: float | None
     build_volume: list[int]
     material: str
@@ -122,6 +123,11 @@ class PrinterIn(Body):
     enabled: StrictBool = True
     tags: list[str] = []
     location: str = ""
+    model: str = Field(
+        "",
+        max_length=_PRINTER["model"].max_length,
+        description="as slicers name it (Bambu Lab P1S); files sliced for another model are not sent",
+    )
     nozzle_diameter: Decimal = Decimal("0.40")
     build_x: StrictInt = 220
     build_y: StrictInt = 220
@@ -143,6 +149,9 @@ class PrinterPatch(Body):
     enabled: StrictBool = unchanged_if_absent()
     tags: list[str] | None = Field(None, description="replaces all the tags; [] or null removes them")
     location: str | None = Field(None, description='"" or null clears it')
+    model: str | None = Field(
+        None, max_length=_PRINTER["model"].max_length, description='"" or null clears it'
+    )
     nozzle_diameter: Decimal = unchanged_if_absent()
     build_x: StrictInt = unchanged_if_absent()
     build_y: StrictInt = unchanged_if_absent()
@@ -194,9 +203,28 @@ class CommandOut(Schema):
     message: str
 
 
+class FilamentOut(Schema):
+    slot: int = Field(description="1-based, as the slicer numbers its extruders or AMS slots")
+    type: str = Field(examples=["PLA"], description='"" when the file does not say')
+    colour: str = Field(examples=["#FF8000"], description='"#RRGGBB", or "" when the file names no colour')
+    grams: float | None
+    mm: float | None
+
+
+class PlateOut(Schema):
+    index: int = Field(description="1-based, as in the 3MF's Metadata/plate_<index>.gcode")
+    name: str
+    estimated_seconds: int | None
+    filament_g: float | None
+    object_height: float | None
+    filaments: list[FilamentOut]
+    thumbnail_url: str | None
+
+
 class FileOut(Schema):
     id: int
     name: str
+    folder: str = Field(description='the folder the slicer uploaded to; "" for the top')
     size: int
     sha256: str
     uploaded_at: dt.datetime
@@ -211,6 +239,12 @@ class FileOut(Schema):
     first_layer_hotend: float | None
     first_layer_bed: float | None
     object_height: float | None
+    printer_model: str = Field(examples=["Bambu Lab X1 Carbon"], description="the printer it was sliced for")
+    filaments: list[FilamentOut] = Field(
+        description="one per filament slot the print uses; for files read before slots were, "
+        "the materials of `filament_type` (with the totals when there is one)"
+    )
+    plates: list[PlateOut] = Field(description="a 3MF's plates, one job each; empty for plain G-code")
     thumbnail_url: str | None
 
 
@@ -264,6 +298,7 @@ class JobOut(Schema):
     id: int
     file_id: StrictInt
     file_name: str
+    plate: int | None = Field(None, description="which plate of a 3MF this job prints; null for G-code")
     state: str
     action: str
     priority: int
@@ -304,6 +339,9 @@ class JobIn(Body):
     tags: list[str] = []
     material: str = ""
     nozzle: Decimal | None = Field(None, ge=_QUEUE["nozzle"].min_value, le=_QUEUE["nozzle"].max_value)
+    plates: list[StrictInt] | None = Field(
+        None, description="a 3MF's plates to queue, one job each (per copy); null: all of them"
+    )
 
 
 class JobsCreated(Schema):

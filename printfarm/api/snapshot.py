@@ -43,6 +43,7 @@ def printer_dict(p: Printer) -> dict:
         "enabled": p.enabled,
         "tags": sorted(t.name for t in p.tags.all()),
         "location": p.location,
+        "model": p.model,
         "nozzle_diameter": float(p.nozzle_diameter) if p.nozzle_diameter is not None else None,
         "build_volume": [p.build_x, p.build_y, p.build_z],
         "material": p.material,

@@ -26,8 +26,11 @@ QUIET_ROUTES = frozenset({"static", "ops:metrics"})  # counted, but logged only 
 
 
 def request_id_for(request: HttpRequest) -> str:
+    return request_id_from(request.headers.get(HEADER, ""))
+
+
+def request_id_from(incoming: str) -> str:
     """The caller's X-Request-ID if it is short and plain (a proxy's, say), else a new one."""
-    incoming = request.headers.get(HEADER, "")
     return incoming if _SANE_ID.fullmatch(incoming) else uuid.uuid4().hex
 
 
@@ -43,6 +46,9 @@ def route_of(request: HttpRequest) -> str:
 
 def user_id_of(request: HttpRequest) -> str:
     """The user's id if this request already looked the user up; never a query of its own."""
+    actor = request.__dict__.get("auth")  # the API's caller (printfarm.api.auth.Actor): a token's user
+    if getattr(actor, "user", None) is not None:
+        return str(actor.user.pk)
     user: Any = request.__dict__.get("user")  # set outright by login()/logout(), else lazy
     if isinstance(user, LazyObject):
         user = user._wrapped  # reading _wrapped doesn't evaluate it
@@ -54,10 +60,24 @@ def user_id_of(request: HttpRequest) -> str:
 
 def _finish(request: HttpRequest, response: HttpResponse, request_id: str, started: float) -> HttpResponse:
     # Streamed responses (downloads, CSV) are timed until the response is ready, not to their last byte.
-    seconds = time.perf_counter() - started
     response[HEADER] = request_id
-    route = route_of(request)
-    request_observe(method=request.method or "", status=response.status_code, route=route, seconds=seconds)
+    request_record(
+        method=request.method or "",
+        path=request.path,
+        status=response.status_code,
+        route=route_of(request),
+        seconds=time.perf_counter() - started,
+        user_id=user_id_of(request),
+        request_id=request_id,
+    )
+    return response
+
+
+def request_record(
+    *, method: str, path: str, status: int, route: str, seconds: float, user_id: str, request_id: str
+) -> None:
+    """Count the request and log its line; also for requests answered before Django sees them."""
+    request_observe(method=method, status=status, route=route, seconds=seconds)
     ms = seconds * 1000
     slow = ms > settings.PRINTFARM_SLOW_REQUEST_MS
     if slow or route not in QUIET_ROUTES:
@@ -65,14 +85,13 @@ def _finish(request: HttpRequest, response: HttpResponse, request_id: str, start
             logging.WARNING if slow else logging.INFO,
             "%s%s %s %s %.1fms user=%s id=%s",
             "SLOW " if slow else "",
-            request.method,
-            escape_uri_path(request.path),  # no control characters into the log
-            response.status_code,
+            method,
+            escape_uri_path(path),  # no control characters into the log
+            status,
             ms,
-            user_id_of(request),
+            user_id,
             request_id,
         )
-    return response
 
 
 @sync_and_async_middleware

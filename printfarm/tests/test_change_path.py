@@ -116,8 +116,15 @@ class Site:
         return self.http.request(method, "/api/v1" + path, json=body, headers=headers)
 
     def printer(self, name: str) -> dict:
-        items = self.http.get("/api/v1/printers", params={"limit": 500}).json()["items"]
-        return next(p for p in items if p["name"] == name)
+        # The list is served from a snapshot up to a second old (api.snapshot.MAX_AGE): a printer
+        # another process just added shows in the next one.
+        deadline = time.monotonic() + 15
+        while True:
+            items = self.http.get("/api/v1/printers", params={"limit": 500}).json()["items"]
+            if found := next((p for p in items if p["name"] == name), None):
+                return found
+            assert time.monotonic() < deadline, f"{name} not in {[p['name'] for p in items]}"
+            time.sleep(0.1)
 
     def dashboard(self) -> Dashboard:
         board = Dashboard(self.url, f"sessionid={self.http.cookies['sessionid']}")

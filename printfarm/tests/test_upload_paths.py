@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
@@ -18,6 +17,7 @@ from printfarm.accounts.tokens import token_create
 pytestmark = pytest.mark.django_db
 
 PATHS = ("web", "api", "slicer")  # also each path's `via` in the audit log
+BOUNDARY = "farm-boundary-7d3"
 
 
 @pytest.fixture(autouse=True)
@@ -41,13 +41,17 @@ def send(operator):
     slicer = Client(HTTP_X_API_KEY=token_create(operator, "slicer").secret)
 
     def post(path: str, name: str | None, data: bytes = b""):
-        form = {"file": SimpleUploadedFile(name, data)} if name else {"note": "no file here"}
+        # Built by hand: the test client would cut the name to its base name, as Django's parser did.
+        part = f'name="file"; filename="{name}"' if name else 'name="note"'
+        body = f"--{BOUNDARY}\r\nContent-Disposition: form-data; {part}\r\n\r\n".encode()
+        form = {"data": body + (data if name else b"no file here") + f"\r\n--{BOUNDARY}--\r\n".encode()}
+        form["content_type"] = f"multipart/form-data; boundary={BOUNDARY}"
         if path == "web":
-            response = web.post(reverse("jobs:upload"), form, headers={"Accept": "application/json"})
+            response = web.post(reverse("jobs:upload"), **form, headers={"Accept": "application/json"})
         elif path == "api":
-            response = api.post("/api/v1/files", form)
+            response = api.post("/api/v1/files", **form)
         else:
-            response = slicer.post("/api/files/local", form)
+            response = slicer.post("/api/files/local", **form)
         body = response.json()
         errors = ([body["error"]] if "error" in body else []) if path == "slicer" else body["errors"]
         return response.status_code, errors, body
@@ -69,7 +73,7 @@ def nothing_kept(files_dir) -> bool:
             "model.stl",
             b"solid cube",
             400,
-            "model.stl: not a G-code file. Accepted: .gcode, .gco, .g, .bgcode.",
+            "model.stl: not a G-code file. Accepted: .gcode, .gco, .g, .bgcode, .gcode.3mf, .3mf.",
         ),
         ("big.gcode", gcode_bytes(padding=5000), 413, "big.gcode: larger than the 1000 bytes limit"),
     ],
@@ -82,6 +86,31 @@ def test_a_bad_file_gets_the_same_answer_on_every_path(send, settings, files_dir
     assert got_status == status
     assert len(errors) == 1 and errors[0].startswith(error)
     assert nothing_kept(files_dir)
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("../../etc/cube.gcode", "../../etc/cube.gcode: a file name can't hold a folder"),
+        ("C:\\models\\cube.gcode", "C:\\models\\cube.gcode: a file name can't hold a folder"),
+        ("cu\x1bbe.gcode", "cu?be.gcode: refused, it holds control characters"),
+        ("x" * 300 + ".gcode", "xxx"),
+    ],
+)
+def test_a_bad_name_is_refused_not_cleaned_the_same_way_on_every_path(send, files_dir, name, error):
+    answers = {path: send(path, name, gcode_bytes())[:2] for path in PATHS}
+    assert answers["web"] == answers["api"] == answers["slicer"]
+    status, errors = answers["web"]
+    assert status == 400 and len(errors) == 1 and errors[0].startswith(error)
+    assert nothing_kept(files_dir)
+
+
+def test_the_same_content_under_another_name_is_a_new_entry_on_every_path(send, files_dir):
+    data = gcode_bytes()
+    statuses = [send(path, f"{path}.gcode", data)[0] for path in PATHS]
+    assert statuses == [201] * 3
+    assert sorted(GcodeFile.objects.values_list("name", flat=True)) == sorted(f"{p}.gcode" for p in PATHS)
+    assert len(list(files_dir.rglob("*.gcode"))) == 1  # the bytes, stored once
 
 
 def test_no_file_at_all_gets_the_same_answer_on_every_path(send, files_dir):
@@ -123,9 +152,9 @@ def test_a_good_file_is_stored_and_audited_the_same_way_on_every_path(send, oper
     assert detail == f"part.gcode: stored ({library.human_size(len(contents['web']))})."
     assert {e.target_id for e in AuditEntry.objects.all()} == {str(f.pk) for f in files.values()}
 
-    # The same content again: reused on every path, and every path says so in the log.
+    # The same content and name again: reused on every path, and every path says so in the log.
     AuditEntry.objects.all().delete()
-    again = {path: send(path, "copy.gcode", contents["web"]) for path in PATHS}
+    again = {path: send(path, "part.gcode", contents["web"]) for path in PATHS}
     assert {path: status for path, (status, _, _) in again.items()} == dict.fromkeys(PATHS, 201)
     assert GcodeFile.objects.count() == 3
     reused = entries_by_path()

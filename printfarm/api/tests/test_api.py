@@ -249,8 +249,10 @@ def test_upload_list_detail_delete_a_file(operator):
         600,
         "PrusaSlicer",
     )
-    again = operator.post("/api/v1/files", {"file": SimpleUploadedFile("copy.gcode", data)}).json()
+    again = operator.post("/api/v1/files", {"file": SimpleUploadedFile("part.gcode", data)}).json()
     assert again["reused"] == [stored["id"]] and again["stored"] == []
+    renamed = operator.post("/api/v1/files", {"file": SimpleUploadedFile("copy.gcode", data)}).json()
+    assert [f["name"] for f in renamed["stored"]] == ["copy.gcode"]  # a new entry, the bytes shared
     bad = operator.post("/api/v1/files", {"file": SimpleUploadedFile("x.stl", b"solid")})
     assert bad.status_code == 400 and "not a G-code file" in bad.json()["errors"][0]
     assert operator.get("/api/v1/files?q=part").json()["count"] == 1
@@ -336,7 +338,7 @@ def test_slicer_connection_test_and_upload_to_the_library():
     slicer = Client(HTTP_X_API_KEY=key)
     version = slicer.get("/api/version")
     assert version.status_code == 200 and version.json()["text"].startswith("OctoPrint")
-    assert Client().get("/api/version").status_code == 401
+    assert Client().get("/api/version").status_code == 403  # as OctoPrint answers a missing key
     response = slicer.post(
         "/api/files/local", {"file": SimpleUploadedFile("benchy.gcode", gcode_bytes()), "select": "false"}
     )
@@ -368,8 +370,10 @@ def test_slicer_upload_refused_for_a_viewer_and_for_bad_files():
     operator_user = UserFactory()
     set_role(operator_user, Role.OPERATOR)
     operator = Client(HTTP_X_API_KEY=token_create(operator_user, "cura").secret)
-    bad = operator.post("/api/files/local", {"file": SimpleUploadedFile("a.3mf", b"PK")})
+    bad = operator.post("/api/files/local", {"file": SimpleUploadedFile("a.stl", b"solid")})
     assert bad.status_code == 400 and "not a G-code file" in bad.json()["error"]
+    bad = operator.post("/api/files/local", {"file": SimpleUploadedFile("a.3mf", b"PK")})
+    assert bad.status_code == 400 and "a.3mf: not a readable 3MF" in bad.json()["error"]
     assert not GcodeFile.objects.exists()
 
 

@@ -65,6 +65,15 @@ def test_null_clears_tags_location_material_and_the_key(admin, printer):
     assert stored(printer)["api_key"] == ""
 
 
+def test_the_printer_model_is_set_shown_and_cleared(admin, printer):
+    body = patch(admin, url(printer), {"model": "Bambu Lab P1S"}).json()
+    assert body["model"] == "Bambu Lab P1S"
+    assert admin.get(url(printer)).json()["model"] == "Bambu Lab P1S"
+    assert patch(admin, url(printer), {"model": None}).json()["model"] == ""
+    printer.refresh_from_db()
+    assert printer.model == ""
+
+
 def test_an_empty_list_clears_the_tags_too(admin, printer):
     assert patch(admin, url(printer), {"tags": []}).json()["tags"] == []
 
@@ -133,10 +142,11 @@ def test_the_openapi_schema_says_where_null_is_allowed(admin):
     assert {name for name in printer_patch if nullable("PrinterPatch", name)} == {
         "tags",
         "location",
+        "model",
         "material",
         "api_key",
     }
-    for name in ("tags", "location", "material", "api_key"):
+    for name in ("tags", "location", "model", "material", "api_key"):
         assert "null" in printer_patch[name]["description"]
     assert "default" not in printer_patch["enabled"]  # absent means unchanged, not null
     user_patch = components["UserPatch"]["properties"]

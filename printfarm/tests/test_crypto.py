@@ -171,8 +171,10 @@ def test_migration_encrypts_existing_keys_and_reverse_decrypts():
         assert stored(with_key.pk).startswith(crypto.TOKEN_PREFIX)
         assert crypto.decrypt(stored(with_key.pk)) == SECRET
         assert stored(without.pk) == ""
-        Encrypted = MigrationExecutor(connection).loader.project_state([ENCRYPTED]).apps.get_model(
-            "printers", "Printer"
+        Encrypted = (
+            MigrationExecutor(connection)
+            .loader.project_state([ENCRYPTED])
+            .apps.get_model("printers", "Printer")
         )  # the model as that migration left it: later ones add columns
         assert Encrypted.objects.get(pk=with_key.pk).api_key == SECRET
 

@@ -56,7 +56,7 @@ async def _actor(request: HttpRequest) -> Actor | None:
 
 
 def _slicer_endpoint(*methods: str) -> Callable:
-    """Answers `methods` only, and always in JSON: slicers show an HTML error page as gibberish."""
+    """Answers `methods` only, and never in HTML: slicers show an HTML error page as gibberish."""
 
     def decorate(view: Callable[..., Awaitable[HttpResponse]]) -> Callable:
         @functools.wraps(view)
@@ -64,19 +64,35 @@ def _slicer_endpoint(*methods: str) -> Callable:
             if request.method not in methods:
                 response = _error(405, f"Use {' or '.join(methods)} here.")
                 response["Allow"] = ", ".join(methods)
-                return response
+                return _worded_for(request, response)
             try:
-                return await view(request, *args, **kwargs)
+                response = await view(request, *args, **kwargs)
             except Exception as exc:  # the edge: a busy database, an unreadable body, a bug
                 failure = failure_for(request, exc)
                 response = _error(failure.status, failure.detail)
                 for name, value in failure.headers.items():
                     response[name] = value
-                return response
+            return _worded_for(request, response)
 
         return endpoint
 
     return decorate
+
+
+def _worded_for(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """Cura's OctoPrint plugin shows an error's text only when it comes as exactly `text/plain`
+    (else "OctoPrint responded with an unknown error"): give it our message that way."""
+    if response.status_code < 400 or "OctoPrintPlugin/" not in request.headers.get("User-Agent", ""):
+        return response
+    try:
+        message = json.loads(response.content)["error"]
+    except (ValueError, KeyError, TypeError):
+        return response
+    plain = HttpResponse(message, status=response.status_code, content_type="text/plain")
+    for name in ("Allow", "Retry-After"):
+        if name in response:
+            plain[name] = response[name]
+    return plain
 
 
 def _unauthorized(request: HttpRequest) -> JsonResponse:

@@ -114,7 +114,7 @@ def test_connecting_with_an_unbound_token_describes_the_farm():
         connection = cura.get("/api/connection")
         connect = cura.command("/api/connection", {"command": "connect"})
 
-    assert probe.status_code == 404 and "error" in probe.json()  # not 204: Cura asks for a key instead
+    assert probe.status_code == 404 and probe.text  # not 204: Cura asks for a key instead
     assert {name: r.status_code for name, r in answers.items()} == dict.fromkeys(answers, 200)
     assert all(r.headers["Content-Type"] == "application/json" for r in answers.values())
     assert answers["version"].json()["server"]
@@ -290,7 +290,7 @@ def test_select_and_print_by_folder_and_name_takes_the_newest_present_entry():
     assert elsewhere.folder == ""
 
 
-def test_an_unknown_file_is_a_json_404():
+def test_an_unknown_file_is_a_404_cura_shows():
     key = operator_key()
     with web_server() as url, httpx.Client(base_url=url) as http:
         cura = Cura(http, key)
@@ -298,7 +298,9 @@ def test_an_unknown_file_is_a_json_404():
         selected = cura.command("/api/files/local/cura/missing.gcode", {"command": "select", "print": True})
     for response in (info, selected):
         assert response.status_code == 404
-        assert "missing.gcode" in response.json()["error"]
+        # Cura shows an error's text only when it is text/plain.
+        assert response.headers["Content-Type"] == "text/plain"
+        assert "missing.gcode" in response.text
     assert not Job.objects.exists()
 
 
@@ -310,11 +312,11 @@ def test_a_viewer_token_monitors_but_may_not_print():
         answers = cura.connect()
         selected = cura.command("/api/files/local/part.gcode", {"command": "select", "print": True})
     assert answers["printer"].status_code == 200 and answers["job"].status_code == 200
-    assert selected.status_code == 403 and "operator role" in selected.json()["error"]
+    assert selected.status_code == 403 and "operator role" in selected.text
     assert not Job.objects.exists()
 
 
-def test_what_the_farm_does_not_offer_answers_json():
+def test_what_the_farm_does_not_offer_answers_in_words_cura_shows():
     key = operator_key()
     with web_server() as url, httpx.Client(base_url=url) as http:
         cura = Cura(http, key)
@@ -332,8 +334,11 @@ def test_what_the_farm_does_not_offer_answers_json():
         "disconnect": 400,
         "analyse": 404,
     }
+    assert answers["appkeys"].json()["error"]  # any other client is answered in JSON
     assert all(
-        r.headers["Content-Type"] == "application/json" and r.json()["error"] for r in answers.values()
+        r.headers["Content-Type"] == "text/plain" and r.text
+        for name, r in answers.items()
+        if name != "appkeys"
     )
 
 
@@ -349,3 +354,20 @@ def test_the_monitor_shows_the_job_of_this_tokens_uploads_only():
     assert seen[bound]["job"]["file"]["name"] == "second.gcode"
     assert seen[unbound]["job"]["file"]["name"] is None  # its jobs would go to any printer
     assert seen[someone_else]["job"]["file"]["name"] is None
+
+
+def test_a_refused_upload_is_worded_so_cura_shows_it(files_dir):
+    key = operator_key()
+    with web_server() as url, httpx.Client(base_url=url) as http:
+        cura = Cura(http, key)
+        wrong_kind = cura.upload("cube.stl", b"solid cube\n", select=True, print_=True)
+        empty = cura.upload("empty.gcode", b"", select=True, print_=True)
+        escaping = cura.upload("cube.gcode", gcode_bytes(), path="../../etc", select=True, print_=True)
+    for response in (wrong_kind, empty, escaping):
+        assert response.status_code == 400
+        assert response.headers["Content-Type"] == "text/plain"  # else Cura says "unknown error"
+    assert "not a G-code file" in wrong_kind.text
+    assert "empty" in empty.text
+    assert ".." in escaping.text
+    assert not GcodeFile.objects.exists() and not Job.objects.exists()
+    assert not [p for p in files_dir.rglob("*") if p.is_file()]

@@ -176,6 +176,9 @@ def _read_small(archive: zipfile.ZipFile, info: zipfile.ZipInfo | None, cap: int
     return data if len(data) <= cap else b""
 
 
+CONFIG_END = b"; CONFIG_BLOCK_END"
+
+
 def _plate_gcode(
     archive: zipfile.ZipFile, info: zipfile.ZipInfo, head_bytes: int, tail_bytes: int
 ) -> GcodeMetadata:
@@ -183,6 +186,11 @@ def _plate_gcode(
     decompressed as a stream: memory stays at head + tail whatever the plate's size."""
     with archive.open(info) as stream:
         head = stream.read(head_bytes)
+        if len(head) == head_bytes and CONFIG_END in head:
+            # Bambu Studio and OrcaSlicer write their whole header and config first: the tail
+            # (reached only by inflating the whole plate) has nothing more to say. The plate's
+            # CRC is still checked when it is taken out for a printer (extract_plate).
+            return parse_text(head, b"\n")
         window = bytearray()
         rest = 0
         while chunk := stream.read(CHUNK):

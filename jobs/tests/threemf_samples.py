@@ -196,9 +196,10 @@ def two_plates(path: Path) -> Path:
     )
 
 
-def big_plate(path: Path, *, megabytes: int) -> Path:
+def big_plate(path: Path, *, megabytes: int, config_first: bool = True) -> Path:
     """One plate whose G-code is `megabytes` MB of varied moves (deflates like real G-code), written
-    a chunk at a time."""
+    a chunk at a time. `config_first=False`: a header without Bambu's config block, so a reader
+    must inflate the whole plate for its tail."""
     chunk = "".join(
         f"G1 X{i % 997 * 0.137:.3f} Y{i % 883 * 0.211:.3f} E{i * 0.00731:.5f}\n" for i in range(30_000)
     )
@@ -206,6 +207,8 @@ def big_plate(path: Path, *, megabytes: int) -> Path:
     block = block[: block.rfind(b"\n") + 1]
     plate = SamplePlate(1)
     header = plate_gcode(plate).encode()
+    if not config_first:
+        header = header.replace(b"; CONFIG_BLOCK_END", b"; config block left open")
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         archive.writestr("Metadata/slice_info.config", slice_info([plate]))
         with archive.open("Metadata/plate_1.gcode", "w", force_zip64=True) as out:

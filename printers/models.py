@@ -47,6 +47,7 @@ class Printer(models.Model):
     class Protocol(models.TextChoices):
         MOONRAKER = "moonraker", "Klipper (Moonraker)"
         OCTOPRINT = "octoprint", "OctoPrint"
+        BAMBU = "bambu", "Bambu Lab (LAN)"
 
     class Material(models.TextChoices):
         PLA = "PLA", "PLA"
@@ -69,6 +70,15 @@ class Printer(models.Model):
     enabled = models.BooleanField(default=True, help_text="Disabled printers are not polled.")
     tags = models.ManyToManyField(Tag, blank=True, related_name="printers")
     location = models.CharField(max_length=120, blank=True)
+    serial = models.CharField(
+        "serial number",
+        max_length=40,
+        blank=True,
+        help_text="Bambu Lab: the printer's serial number (on its screen: Settings → Device)",
+    )
+    # Bambu Lab printers present a certificate of Bambu's own CA naming the serial; it is pinned
+    # (SHA-256 of the certificate) on the first connection, and a changed one is refused.
+    certificate_pin = models.CharField(max_length=64, blank=True)
     model = models.CharField(
         "printer model",
         max_length=120,
@@ -132,6 +142,12 @@ class PrinterStatusRow(models.Model):
     elapsed = models.PositiveIntegerField(null=True)
     remaining = models.PositiveIntegerField(null=True)
     firmware = models.CharField(max_length=200, blank=True)
+    chamber_actual = models.FloatField(null=True)
+    layer = models.PositiveIntegerField(null=True)
+    layer_count = models.PositiveIntegerField(null=True)
+    # The spools it can feed from (Bambu AMS trays and external spool): a list of
+    # {"id", "type", "colour", "remaining", "active"}; see printers.state.Tray.
+    trays = models.JSONField(default=list, blank=True)
     state_since = models.DateTimeField(null=True)
     last_seen = models.DateTimeField(null=True, help_text="Last successful contact")
     # Bumped on every write; the change feed and websocket pushes key on it.

@@ -97,6 +97,26 @@ def shown_state(*, enabled: bool, stored: str | None) -> State:
 
 
 @dataclass(frozen=True, slots=True)
+class Tray:
+    """A spool a printer can feed from: a Bambu AMS tray, or its external spool."""
+
+    id: int  # Bambu's tray id: AMS unit * 4 + slot (0-based); EXTERNAL_TRAY for the external spool
+    type: str = ""  # "PLA", "PETG-CF", ...
+    colour: str = ""  # "#RRGGBB"
+    remaining: int | None = None  # percent, where the AMS knows it
+    active: bool = False  # feeding now
+
+    @property
+    def label(self) -> str:
+        if self.id == EXTERNAL_TRAY:
+            return "external spool"
+        return f"AMS {self.id // 4 + 1} slot {self.id % 4 + 1}"
+
+
+EXTERNAL_TRAY = 254
+
+
+@dataclass(frozen=True, slots=True)
 class PrinterStatus:
     """One reading of a printer, already normalised by its driver."""
 
@@ -111,6 +131,10 @@ class PrinterStatus:
     elapsed: int | None = None  # seconds printing (excludes pauses where the firmware says so)
     remaining: int | None = None  # seconds
     firmware: str = ""
+    chamber_actual: float | None = None
+    layer: int | None = None
+    layer_count: int | None = None
+    trays: tuple[Tray, ...] = ()
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod

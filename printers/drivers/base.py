@@ -61,6 +61,16 @@ class PrintRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class PrintOptions:
+    """What starting a print needs beyond its file name (Bambu's `project_file`): the plate of
+    a 3MF, and the tray that feeds each of the file's filament slots."""
+
+    plate: int | None = None  # 1-based, as in Metadata/plate_<n>.gcode
+    # Index: the file's filament slot - 1; value: a printers.state.Tray id, -1 for a slot unused.
+    trays: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class DriverConfig:
     base_url: str  # e.g. http://10.0.0.7:7125 (no trailing slash needed)
     api_key: str = ""
@@ -119,11 +129,12 @@ class Driver(ABC):
         remote_name: str,
         start: bool = False,
         progress: ProgressCallback | None = None,
+        options: PrintOptions | None = None,
     ) -> None:
         """Stream a local file to the printer (never read whole into memory)."""
 
     @abstractmethod
-    async def start(self, remote_name: str) -> None:
+    async def start(self, remote_name: str, options: PrintOptions | None = None) -> None:
         """Start printing a file already on the printer. Returns only when the printer's reply
         says the print was taken; an unreadable reply raises (the caller then asks the status)."""
 

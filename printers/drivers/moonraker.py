@@ -14,6 +14,7 @@ from printers.drivers.base import (
     DriverConfig,
     DriverError,
     PrinterBusy,
+    PrintOptions,
     PrintRecord,
     ProbeResult,
     ProgressCallback,
@@ -410,7 +411,7 @@ class MoonrakerDriver(RestDriver):
                 "/printer/gcode/script", json={"script": "\n".join(lines)}, timeout=self._command_timeout
             )
 
-    async def start(self, remote_name: str) -> None:
+    async def start(self, remote_name: str, options: PrintOptions | None = None) -> None:
         response = await self.send(
             "POST",
             self.url("/printer/print/start"),
@@ -439,6 +440,7 @@ class MoonrakerDriver(RestDriver):
         remote_name: str,
         start: bool = False,
         progress: ProgressCallback | None = None,
+        options: PrintOptions | None = None,
     ) -> None:
         folder, _, filename = remote_name.strip("/").rpartition("/")
         fields = {"root": "gcodes"}

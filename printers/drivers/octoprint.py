@@ -11,7 +11,14 @@ from urllib.parse import quote
 
 import httpx
 
-from printers.drivers.base import DriverConfig, DriverError, PrinterBusy, ProbeResult, ProgressCallback
+from printers.drivers.base import (
+    DriverConfig,
+    DriverError,
+    PrinterBusy,
+    PrintOptions,
+    ProbeResult,
+    ProgressCallback,
+)
 from printers.drivers.rest import (
     RestDriver,
     auth_error,
@@ -286,7 +293,7 @@ class OctoPrintDriver(RestDriver):
         if bed is not None:
             await self._post("/api/printer/bed", {"command": "target", "target": bed})
 
-    async def start(self, remote_name: str) -> None:
+    async def start(self, remote_name: str, options: PrintOptions | None = None) -> None:
         path = quote(remote_name.strip("/"), safe="/")
         await self._post(
             f"/api/files/local/{path}",
@@ -302,6 +309,7 @@ class OctoPrintDriver(RestDriver):
         remote_name: str,
         start: bool = False,
         progress: ProgressCallback | None = None,
+        options: PrintOptions | None = None,
     ) -> None:
         folder, _, filename = remote_name.strip("/").rpartition("/")
         fields: dict[str, str] = {}

@@ -31,13 +31,21 @@ from jobs.matching import Candidate, plan
 from jobs.models import Job
 from jobs.outcomes import Follow
 from jobs.queries import waiting_needs
-from jobs.transfer import ProgressWriter, remote_name_for, upload_source, watch_transfer
-from printers.drivers.base import DriverError
+from jobs.transfer import (
+    ProgressWriter,
+    TraysChanged,
+    print_options,
+    remote_name_for,
+    upload_source,
+    watch_transfer,
+)
+from printers.drivers.base import DriverError, PrintOptions
 from printers.models import Printer
 from printers.state import PrinterStatus, State
 
 if TYPE_CHECKING:
     from printers.coordinator import Coordinator
+    from printers.polling import PrinterPoller
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +249,9 @@ class Dispatcher(Following):
                 state=statuses[p.pk].state,
                 material=p.material,
                 nozzle=p.nozzle_diameter,
+                model=p.model,
                 tags=frozenset(t.name for t in p.tags.all()),
+                trays=statuses[p.pk].trays,  # the live reading: what start-time checks again
             )
             for p in printers  # `plan` puts them in dispatch order
         ]
@@ -300,6 +310,14 @@ class Dispatcher(Following):
         if job.attempts >= self.attempts:  # a limit lowered since, or an older record
             await self._retry_or_fail(job, job.reason or "no attempts left", uploading=False)
             return
+        try:
+            options = self._options(job, poller)
+        except TraysChanged as exc:
+            # Loaded since it was planned, or reloaded during a retry's wait: another printer
+            # (or this one, reloaded) may take it.
+            await _db(services.job_transition)(job, S.QUEUED, reason=f"Back in the queue: {exc}")
+            self._release(printer_id, job_id)
+            return
         remote_name = remote_name_for(job)
         await _db(services.job_transition)(
             job,
@@ -314,7 +332,7 @@ class Dispatcher(Following):
             driver = self.coordinator.driver_for(printer_id)
             async with upload_source(job, path) as source:
                 await watch_transfer(
-                    driver.upload(source, remote_name=remote_name, progress=progress),
+                    driver.upload(source, remote_name=remote_name, progress=progress, options=options),
                     progress,
                     stall=self.stall_seconds,
                     confirm=self.confirm_seconds,
@@ -343,9 +361,14 @@ class Dispatcher(Following):
         if not await _db(Job.objects.filter(pk=job_id, state=S.UPLOADING).exists)():
             self._release(printer_id, job_id)
             return
+        try:
+            options = self._options(job, poller)  # the trays may have changed during the upload
+        except TraysChanged as exc:
+            await self._retry_or_fail(job, str(exc))
+            return
         polls_at = poller.polls
         try:
-            await driver.start(remote_name)
+            await driver.start(remote_name, options=options)
         except DriverError as exc:
             # The printer may have started all the same (a garbled or lost reply): its next
             # readings decide, and only then is the start retried or the job failed.
@@ -363,6 +386,13 @@ class Dispatcher(Following):
             )
             return
         await self._confirm(job, Follow(job_id, printer_id, remote_name, self.clock()))
+
+    @staticmethod
+    def _options(job: Job, poller: PrinterPoller) -> PrintOptions:
+        """How to start `job`, by its printer's latest reading (raises TraysChanged)."""
+        if job.action == Job.Action.UPLOAD:
+            return PrintOptions(plate=job.plate)
+        return print_options(job, poller.last.trays if poller.last is not None else ())
 
     async def _confirm(self, job: Job, follow: Follow, *, reason: str = "") -> None:
         """The printer took the start: the job is printing, and followed from here."""

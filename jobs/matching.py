@@ -14,8 +14,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
 
+from jobs.spools import Slot, material_loaded, shortfall, tray_mapping
 from printers.formatting import format_duration
-from printers.state import State
+from printers.state import State, Tray
 
 
 class ReasonCode(StrEnum):
@@ -24,6 +25,7 @@ class ReasonCode(StrEnum):
     PINNED_ELSEWHERE = "pinned_elsewhere"  # the job is for another printer
     TAG = "tag"
     MATERIAL = "material"
+    FILAMENT = "filament"  # the printer's loaded trays (AMS) can't feed the file's filament slots
     NOZZLE = "nozzle"
     SLICED_NOZZLE = "sliced_nozzle"  # the file was sliced for another nozzle
     PRINTER_MODEL = "printer_model"  # the file was sliced for another printer model
@@ -61,6 +63,9 @@ class Candidate:
     tags: frozenset[str] = frozenset()
     bed_clear: bool = True
     job_id: int | None = None  # a job of ours assigned to, uploading to or printing on it
+    # The spools it reports loaded (a Bambu AMS): when there are any, they decide the material
+    # and colours instead of the operator's `material`.
+    trays: tuple[Tray, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,7 @@ class Needs:
     nozzle: Decimal | None = None
     sliced_nozzle: float | None = None  # from the file's metadata
     sliced_model: str = ""  # the printer model the file was sliced for (a 3MF's, a header's)
+    slots: tuple[Slot, ...] = ()  # the filament slots it prints with (its plate's, or its file's)
 
 
 def _nozzle(value: Decimal | float) -> str:
@@ -108,7 +114,12 @@ def mismatches(needs: Needs, printer: Candidate) -> list[Reason]:
         found.append(
             Reason(ReasonCode.TAG, f"needs tag{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
         )
-    if needs.material and needs.material != printer.material:
+    if printer.trays:
+        if needs.material and not material_loaded(needs.material, printer.trays):
+            found.append(Reason(ReasonCode.MATERIAL, f"no {needs.material} loaded"))
+        if needs.slots and tray_mapping(needs.slots, printer.trays) is None:
+            found.append(Reason(ReasonCode.FILAMENT, shortfall(needs.slots, printer.trays)))
+    elif needs.material and needs.material != printer.material:
         loaded = f"material {printer.material} loaded" if printer.material else "no material recorded"
         found.append(Reason(ReasonCode.MATERIAL, f"{loaded}, {needs.material} needed"))
     if needs.nozzle is not None and printer.nozzle is not None and needs.nozzle != printer.nozzle:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -11,6 +10,8 @@ from django.urls import reverse
 
 from jobs.metadata.fields import Filament
 from jobs.models import GcodeFile, Job
+from jobs.services import plate_of
+from printers.colours import safe_colour
 from printers.presenters import CardJob
 
 
@@ -39,9 +40,6 @@ def card_jobs(printer_ids: Iterable[int]) -> dict[int, CardJob]:
 
 
 # -- a library file's facts: what a farm needs to choose a printer --------------------------------
-
-# The only colour a page draws: anything else from a file (a name, CSS) is dropped, not escaped.
-_COLOUR = re.compile(r"#([0-9A-Fa-f]{6})(?:[0-9A-Fa-f]{2})?")  # Bambu writes #RRGGBBAA
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +72,6 @@ class FileFacts:
     def materials(self) -> list[str]:
         """The distinct material types, in slot order ("PLA", "PETG")."""
         return list(dict.fromkeys(f.type for f in self.filaments if f.type))
-
-
-def safe_colour(value: object) -> str:
-    """'#RRGGBB' for a hex colour (alpha dropped), '' for anything else."""
-    match = _COLOUR.fullmatch(value.strip()) if isinstance(value, str) else None
-    return f"#{match.group(1).upper()}" if match else ""
 
 
 def _number(value: object) -> float | None:
@@ -120,6 +112,17 @@ def _older_filaments(file: GcodeFile) -> tuple[Filament, ...]:
     if len(kinds) == 1:
         return (Filament(slot=1, type=kinds[0], grams=file.filament_g, mm=file.filament_mm),)
     return tuple(Filament(slot=n, type=kind) for n, kind in enumerate(kinds, start=1))
+
+
+def job_filaments(job: Job) -> tuple[Filament, ...]:
+    """The slots a job prints with: its plate's, or its file's (a G-code file, or a plate that
+    names none)."""
+    plate = plate_of(job)
+    return (
+        (_filaments(plate.get("filaments")) if plate else ())
+        or _filaments(job.file.filaments)
+        or _older_filaments(job.file)
+    )
 
 
 def _total(values: Iterable[float | int | None]) -> float | None:

@@ -8,10 +8,18 @@ from django.db.models import Prefetch
 
 from jobs.matching import Candidate, Needs
 from jobs.models import Job
+from jobs.presenters import job_filaments
+from jobs.spools import Slot
 from printers.models import Printer, Tag
 from printers.state import shown_state
+from printers.trays import stored_trays
 
 CHUNK = 500  # waiting jobs read at a time while planning
+
+
+def slots_of(job: Job) -> tuple[Slot, ...]:
+    """The filament slots a job prints with (loaded with its file)."""
+    return tuple(Slot(f.slot, f.type, f.colour) for f in job_filaments(job))
 
 
 def needs_of(job: Job) -> Needs:
@@ -24,6 +32,7 @@ def needs_of(job: Job) -> Needs:
         nozzle=job.required_nozzle,
         sliced_nozzle=job.file.nozzle_diameter,
         sliced_model=job.file.printer_model,
+        slots=slots_of(job),
     )
 
 
@@ -66,6 +75,7 @@ def candidate(printer: Printer, job_id: int | None) -> Candidate:
         tags=frozenset(t.name for t in printer.tags.all()),
         bed_clear=printer.bed_clear,
         job_id=job_id,
+        trays=stored_trays(status.trays) if status else (),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+import zipfile
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
@@ -15,10 +16,14 @@ from django.utils import timezone
 
 from jobs.library import files_dir
 from jobs.metadata import ArchiveRefused, is_threemf
-from jobs.metadata.threemf import extract_plate
+from jobs.metadata.threemf import extract_plate, plate_member
 from jobs.models import Job
+from jobs.queries import slots_of
+from jobs.spools import shortfall, tray_mapping
 from printers.changes import announce
-from printers.drivers.base import DriverError
+from printers.drivers.base import DriverError, PrintOptions
+from printers.models import Printer
+from printers.state import Tray
 
 PROGRESS_EVERY = 1.0  # seconds between two transfer-progress writes
 # Shown until the printer answers the upload: the bytes left us, nobody said they arrived.
@@ -26,9 +31,9 @@ UNCONFIRMED_PERCENT = 99.0
 WATCH_EVERY = 0.5  # seconds between two looks at a transfer's progress
 _SUFFIXES = (".gcode.3mf", ".3mf", ".bgcode", ".gcode", ".gco", ".g")
 _MB = 1024 * 1024
-# Printers that print a 3MF as it is; the others are sent the job's plate G-code. None yet:
-# Bambu printers (which take the 3MF and a plate to start) come with their driver.
-TAKES_3MF: frozenset[str] = frozenset()
+# Printers that print a 3MF as it is (and are told which plate to start); the others are sent
+# the job's plate G-code.
+TAKES_3MF: frozenset[str] = frozenset({Printer.Protocol.BAMBU})
 
 
 def sends_plate_gcode(job: Job) -> bool:
@@ -49,11 +54,39 @@ def remote_name_for(job: Job) -> str:
     return f"{stem}-job{job.pk}{name[len(stem) :]}"
 
 
+class TraysChanged(Exception):
+    """The printer's loaded trays no longer feed the job's filament slots."""
+
+
+def print_options(job: Job, trays: tuple[Tray, ...]) -> PrintOptions:
+    """How to start `job` (loaded with its file) on a printer reporting these trays: its plate,
+    and the tray feeding each filament slot, by the rule the queue matched them with."""
+    slots = slots_of(job) if trays else ()
+    if not slots:
+        return PrintOptions(plate=job.plate)
+    mapping = tray_mapping(slots, trays)
+    if mapping is None:
+        raise TraysChanged(f"The printer's filament changed: it {shortfall(slots, trays)}")
+    return PrintOptions(plate=job.plate, trays=mapping)
+
+
+def _has_plate(path: Path, plate: int) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return plate_member(plate) in archive.NameToInfo
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 @contextlib.asynccontextmanager
 async def upload_source(job: Job, stored: Path) -> AsyncIterator[Path]:
     """The file to send for `job`: the library's bytes, or for a 3MF on a G-code printer the
     job's plate G-code, streamed out of the archive to a temporary file removed afterwards."""
     if not sends_plate_gcode(job):
+        if job.plate and not await asyncio.to_thread(_has_plate, stored, job.plate):
+            # The printer would take the file and then fail to start it: say so before sending.
+            problem = f"{job.file.name} has no plate {job.plate} (or is no longer a readable 3MF)"
+            raise DriverError(problem, permanent=True)
         yield stored
         return
     outgoing = files_dir() / "outgoing"

@@ -33,10 +33,14 @@ class PrinterAdmin(admin.ModelAdmin):
     list_filter = ("protocol", "enabled", "tags")
     search_fields = ("name", "location", "base_url")
 
+    readonly_fields = ("certificate_pin",)
+
     def get_fieldsets(self, request: HttpRequest, obj: Printer | None = None) -> Any:
-        connection = ["name", "protocol", "base_url", "api_key"]
+        connection = ["name", "protocol", "base_url", "api_key", "serial"]
         if obj is not None:
             connection.append("clear_api_key")
+            if obj.certificate_pin:  # Bambu Lab: pinned on first use; forgetting it re-pins
+                connection += ["certificate_pin", "forget_certificate"]
         return [(None, {"fields": connection}), ("Details", {"fields": _DETAILS})]
 
     def save_model(self, request: HttpRequest, obj: Printer, form: PrinterForm, change: bool) -> None:

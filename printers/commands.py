@@ -165,12 +165,17 @@ async def _call(
     api_key: str,
     timeout: float,
     call: Callable[[Driver], Awaitable[ProbeResult | None]],
+    serial: str = "",
+    certificate_pin: str = "",
 ) -> ProbeResult | None:
     """Run one driver call; DriverError carries the message to show for anything that fails."""
     client_timeout = httpx.Timeout(timeout, connect=min(timeout, 3.0))
     try:
         async with make_client(timeout=client_timeout, max_connections=4) as client:
-            driver = get_driver(protocol, DriverConfig(base_url=base_url, api_key=api_key), client)
+            config = DriverConfig(
+                base_url=base_url, api_key=api_key, serial=serial, certificate_pin=certificate_pin
+            )
+            driver = get_driver(protocol, config, client)
             # The driver may pick longer per-request timeouts; this bounds the whole call.
             async with asyncio.timeout(timeout + 1):
                 return await call(driver)
@@ -185,9 +190,16 @@ async def _call(
 
 
 async def connection_probe(
-    *, protocol: str, base_url: str, api_key: str, timeout: float = PROBE_TIMEOUT
+    *,
+    protocol: str,
+    base_url: str,
+    api_key: str,
+    timeout: float = PROBE_TIMEOUT,
+    serial: str = "",
+    certificate_pin: str = "",
 ) -> Outcome:
-    """What the "Test connection" button and the check after saving report."""
+    """What the "Test connection" button and the check after saving report. A Bambu printer's
+    certificate is checked against `certificate_pin` but not pinned here (the poller pins)."""
     try:
         result = await _call(
             protocol=protocol,
@@ -195,6 +207,8 @@ async def connection_probe(
             api_key=api_key,
             timeout=timeout,
             call=lambda driver: driver.probe(),
+            serial=serial,
+            certificate_pin=certificate_pin,
         )
     except DriverError as exc:
         return Outcome(ok=False, message=exc.message)
@@ -248,6 +262,8 @@ async def command_send(
                 api_key=printer.api_key,
                 timeout=timeout,
                 call=call,
+                serial=printer.serial,
+                certificate_pin=printer.certificate_pin,
             )
         except DriverError as exc:
             outcome = Outcome(ok=False, message=exc.message)

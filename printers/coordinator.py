@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import io
 import logging
 import os
@@ -21,7 +22,7 @@ import httpx
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from printers.drivers.base import Driver, DriverConfig, DriverError
+from printers.drivers.base import Driver, DriverConfig, DriverError, PushDriver
 from printers.drivers.http import make_client
 from printers.health import beat_interval, poller_heartbeat_beat, poller_heartbeat_begin, poller_heartbeat_end
 from printers.models import Printer
@@ -33,6 +34,7 @@ from printers.polling import (
     is_unreachable,
     next_delay,
 )
+from printers.services import printer_certificate_pin
 from printers.state import PrinterStatus, State
 from printers.status_writer import StatusWriter, stored_readings
 
@@ -46,6 +48,9 @@ SAMPLE_INTERVAL = 30.0  # one temperature sample per printer this often (charts 
 SUMMARY_INTERVAL = 60.0
 LAG_PROBE = 0.25  # seconds between event-loop lag probes
 STOP_GRACE = 10.0  # seconds a background task gets to finish once cancelled at shutdown
+_CONFIG_COLUMNS = ("pk", "name", "protocol", "base_url", "api_key", "serial", "certificate_pin", "updated_at")
+# A push connection that failed is reopened after 1-30 s (the Bambu apps' back-off), with jitter.
+RECONNECT_MIN, RECONNECT_MAX = 1.0, 30.0
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -300,7 +305,12 @@ class Coordinator:
             logger.info("Stopped polling printer %s (%s): removed or disabled", pk, poller.name)
         for pk, row in wanted.items():
             config = PrinterConfig(
-                pk=pk, protocol=row["protocol"], base_url=row["base_url"], api_key=row["api_key"]
+                pk=pk,
+                protocol=row["protocol"],
+                base_url=row["base_url"],
+                api_key=row["api_key"],
+                serial=row["serial"],
+                certificate_pin=row["certificate_pin"],
             )
             current = self.printers.get(pk)
             if current is not None and current.config == config:
@@ -323,19 +333,15 @@ class Coordinator:
             poller = PrinterPoller(config=config, name=row["name"], edited_at=row["updated_at"])
             self.printers[pk] = poller
             if start_tasks:
-                poller.task = asyncio.create_task(self._poll_forever(poller), name=f"poll-printer-{pk}")
+                run = self._watch_forever if self._pushes(poller) else self._poll_forever
+                poller.task = asyncio.create_task(run(poller), name=f"poll-printer-{pk}")
         await self._cancel(to_cancel)
 
     def _read_config(
         self, known: frozenset[int]
     ) -> tuple[list[dict[str, Any]], dict[int, tuple[PrinterStatus, float]]]:
         k, n = self.shard
-        rows = list(
-            Printer.objects.enabled()
-            .for_shard(k, n)
-            .order_by("pk")
-            .values("pk", "name", "protocol", "base_url", "api_key", "updated_at")
-        )
+        rows = list(Printer.objects.enabled().for_shard(k, n).order_by("pk").values(*_CONFIG_COLUMNS))
         new = [row["pk"] for row in rows if row["pk"] not in known]
         return rows, (stored_readings(new) if new else {})
 
@@ -384,10 +390,50 @@ class Coordinator:
             from printers.drivers import get_driver
 
             config = poller.config
-            poller.driver = get_driver(
-                config.protocol, DriverConfig(base_url=config.base_url, api_key=config.api_key), self.client
+            driver_config = DriverConfig(
+                base_url=config.base_url,
+                api_key=config.api_key,
+                serial=config.serial,
+                certificate_pin=config.certificate_pin,
+                on_certificate=functools.partial(self._pin_certificate, poller),
             )
+            poller.driver = get_driver(config.protocol, driver_config, self.client)
         return poller.driver
+
+    def _pushes(self, poller: PrinterPoller) -> bool:
+        try:
+            return isinstance(self._driver(poller), PushDriver)
+        except DriverError:
+            return False  # a bad address or protocol: the poll loop shows the error
+
+    async def _pin_certificate(self, poller: PrinterPoller, digest: str) -> None:
+        """A push printer's certificate seen for the first time: store its pin, and take it
+        into the config we compare reloads with (else the stored pin reads as an edit)."""
+        poller.config = dataclasses.replace(poller.config, certificate_pin=digest)
+        await sync_to_async(printer_certificate_pin, thread_sensitive=True)(
+            printer_id=poller.config.pk, digest=digest
+        )
+        logger.info("Printer %s (%s): pinned its certificate %s", poller.config.pk, poller.name, digest)
+
+    async def _watch_forever(self, poller: PrinterPoller) -> None:
+        """A push printer: keep its connection open, record each status it sends, and reopen
+        the connection after a failure, 1-30 s later (more the longer it keeps failing)."""
+        while True:
+            unexpected: BaseException | None = None
+            try:
+                driver = self._driver(poller)
+                assert isinstance(driver, PushDriver)
+                async for status in driver.watch():
+                    self._record(poller, status, failed=False)
+                raise DriverError("The printer closed the connection")
+            except DriverError as exc:
+                state = State.OFFLINE if is_unreachable(exc) else State.ERROR
+                status = PrinterStatus(state=state, message=(exc.message or str(exc))[:MESSAGE_MAX])
+            except Exception as exc:
+                unexpected = exc
+                status = PrinterStatus(state=State.ERROR, message=describe_unexpected(exc)[:MESSAGE_MAX])
+            self._record(poller, status, failed=True, unexpected=unexpected)
+            await self.sleep(next_delay(poller.failures, RECONNECT_MIN, RECONNECT_MAX, self.rng))
 
     async def poll(self, poller: PrinterPoller) -> PrinterStatus:
         """One reading of one printer; never raises (except cancellation)."""
@@ -410,7 +456,19 @@ class Coordinator:
             # A driver bug or a reply it didn't expect: show it on the card, keep polling.
             unexpected = exc
             status = PrinterStatus(state=State.ERROR, message=describe_unexpected(exc)[:MESSAGE_MAX])
-        pk = config.pk
+        return self._record(poller, status, failed=failed, unexpected=unexpected)
+
+    def _record(
+        self,
+        poller: PrinterPoller,
+        status: PrinterStatus,
+        *,
+        failed: bool,
+        unexpected: BaseException | None = None,
+    ) -> PrinterStatus:
+        """One reading (or failure) of a printer, polled or pushed: counters, the offline and
+        recovered edges in the log, and the writer's change detection."""
+        pk = poller.config.pk
         if status.firmware:
             self._firmware[pk] = status.firmware
         elif pk in self._firmware:

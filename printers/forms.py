@@ -23,6 +23,7 @@ PRINTER_FIELDS = (
     "name",
     "protocol",
     "base_url",
+    "serial",
     "enabled",
     "location",
     "model",
@@ -132,6 +133,67 @@ class AddressField(forms.URLField):
         return url.rstrip("/")
 
 
+class BambuAddressField(forms.CharField):
+    """A Bambu Lab printer's address: its IP or host name ("192.168.1.60", stored as
+    "mqtts://192.168.1.60": MQTT on 8883, FTPS on 990), or an mqtts:// URL with other ports
+    (`mqtts://host:port?ftps=port`, the simulator's)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 300)
+        super().__init__(**kwargs)
+
+    def clean(self, value: Any) -> str:
+        text = super().clean(value)
+        if not text:
+            return text
+        if "@" in text or "\\" in text or any(c.isspace() for c in text):
+            raise forms.ValidationError("Enter the printer's IP address or host name.", code="invalid")
+        parts = urlsplit(text if "://" in text else f"mqtts://{text}")
+        try:
+            port = parts.port
+            ftps = parts.query.removeprefix("ftps=") if parts.query else ""
+            ftps_port = int(ftps) if ftps else None
+        except ValueError:
+            port = ftps_port = 0
+        if parts.scheme != "mqtts" or not parts.hostname or parts.path.strip("/") or parts.fragment:
+            raise forms.ValidationError(
+                "Enter the printer's IP address or host name (e.g. 192.168.1.60).", code="invalid"
+            )
+        if any(p is not None and not 1 <= p <= 65535 for p in (port, ftps_port)):
+            raise forms.ValidationError("The port must be between 1 and 65535.", code="port")
+        ip = literal_ip(parts.hostname)
+        if ip is not None and is_refused_address(ip):
+            raise forms.ValidationError(
+                "That is a link-local or cloud metadata address (169.254.x.x, fe80::…), not a printer.",
+                code="refused_address",
+            )
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+        address = f"mqtts://{host}" + (f":{port}" if port else "")
+        return address + (f"?ftps={ftps_port}" if ftps_port else "")
+
+
+def clean_serial(value: str) -> str:
+    """A serial number names MQTT topics: letters and digits only (shown upper case on the printer)."""
+    serial = value.strip().upper()
+    if serial and not re.fullmatch(r"[A-Z0-9]{1,40}", serial):
+        raise forms.ValidationError("A serial number has only letters and digits.", code="serial")
+    return serial
+
+
+def _bambu_fields(form: forms.BaseForm, protocol: str | None) -> None:
+    """A Bambu Lab printer has an IP/host for an address and a LAN access code for a key."""
+    if protocol != Printer.Protocol.BAMBU:
+        return
+    form.fields["base_url"] = BambuAddressField(
+        label="Address", help_text="The printer's IP address or host name, e.g. 192.168.1.60"
+    )
+    form.fields["api_key"].label = "LAN access code"
+    form.fields["api_key"].help_text = (
+        "8 characters, on the printer's screen (Settings → Network / WLAN). "
+        + ("Leave blank to keep the current code." if getattr(form, "editing", False) else "")
+    ).strip()
+
+
 def api_key_field() -> forms.CharField:
     # render_value=False: a stored or re-submitted key never goes back into the HTML.
     return forms.CharField(
@@ -159,6 +221,11 @@ class PrinterForm(forms.ModelForm):
     base_url = AddressField(label="Address", help_text="e.g. http://192.168.1.50:7125 or http://octopi.local")
     api_key = api_key_field()
     clear_api_key = forms.BooleanField(label="Clear the stored API key", required=False)
+    forget_certificate = forms.BooleanField(
+        label="Forget the pinned certificate",
+        required=False,
+        help_text="After replacing the printer: the next connection pins the certificate it presents.",
+    )
     tags = forms.CharField(
         required=False,
         max_length=500,
@@ -172,6 +239,7 @@ class PrinterForm(forms.ModelForm):
             "protocol",
             "base_url",
             "api_key",
+            "serial",
             "enabled",
             "tags",
             "location",
@@ -199,8 +267,14 @@ class PrinterForm(forms.ModelForm):
         else:
             del self.fields["clear_api_key"]
             self.fields["api_key"].help_text = "OctoPrint needs one; Moonraker usually doesn't."
+        if not (self.editing and self.instance.certificate_pin):
+            del self.fields["forget_certificate"]
         # The model's choices include a blank option; a protocol is required.
         self.fields["protocol"].choices = Printer.Protocol.choices
+        _bambu_fields(self, self.data.get("protocol") if self.is_bound else self.instance.protocol)
+
+    def clean_serial(self) -> str:
+        return clean_serial(self.cleaned_data.get("serial") or "")
 
     def clean_tags(self) -> list[str]:
         names = parse_tags(self.cleaned_data.get("tags") or "")
@@ -227,6 +301,8 @@ class PrinterForm(forms.ModelForm):
                 "api_key",
                 "The address changed: enter the API key again (or tick “Clear the stored API key”).",
             )
+        if cleaned.get("protocol") == Printer.Protocol.BAMBU and not cleaned.get("serial"):
+            self.add_error("serial", "A Bambu Lab printer needs its serial number (Settings → Device).")
         return cleaned
 
     def _post_clean(self) -> None:
@@ -251,6 +327,10 @@ class PrinterForm(forms.ModelForm):
     def printer_fields(self) -> dict[str, Any]:
         """The cleaned values, shaped for printers.services.printer_create / printer_update."""
         fields = {name: self.cleaned_data[name] for name in PRINTER_FIELDS}
+        # Another serial is another printer: its certificate is pinned afresh.
+        reidentified = self.editing and fields["serial"] != self.initial.get("serial", "")
+        if self.cleaned_data.get("forget_certificate") or reidentified:
+            fields["certificate_pin"] = ""
         key = self.new_api_key()
         if key is not None:
             fields["api_key"] = key
@@ -264,3 +344,11 @@ class ConnectionTestForm(forms.Form):
     base_url = AddressField(label="Address")
     api_key = api_key_field()
     clear_api_key = forms.BooleanField(required=False)
+    serial = forms.CharField(label="Serial number", required=False, max_length=40, strip=True)
+
+    def clean_serial(self) -> str:
+        return clean_serial(self.cleaned_data.get("serial") or "")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _bambu_fields(self, self.data.get("protocol"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.db.models.functions import Mod
 from django.urls import reverse
@@ -61,8 +61,12 @@ class Printer(models.Model):
 
     name = models.CharField(max_length=80, unique=True)
     protocol = models.CharField(max_length=20, choices=Protocol.choices)
-    base_url = models.URLField(
-        "address", max_length=300, help_text="e.g. http://192.168.1.50:7125 or http://octopi.local"
+    # http(s) for Moonraker and OctoPrint; mqtts://host[:port][?ftps=port] for Bambu Lab printers.
+    base_url = models.CharField(
+        "address",
+        max_length=300,
+        validators=[URLValidator(schemes=["http", "https", "mqtts"])],
+        help_text="e.g. http://192.168.1.50:7125 or http://octopi.local",
     )
     # Encrypted at rest (a Fernet token in the column, plaintext in Python), and write-only:
     # forms and the admin never render it back. Forms cap it at 200 characters.

@@ -29,6 +29,8 @@ class PrinterConfig:
     protocol: str
     base_url: str
     api_key: str = ""
+    serial: str = ""
+    certificate_pin: str = ""
 
 
 @dataclass(eq=False)

@@ -12,12 +12,14 @@ from urllib.parse import urlencode
 from django.urls import reverse
 from django.utils import timezone
 
+from printers.colours import colour_name
 from printers.commands import Command, commands_for_state
 from printers.formatting import format_clock, format_duration, format_temperature, format_temperature_compact
 from printers.health import PollerHealth, poller_health
 from printers.models import Printer, PrinterStatusRow, Tag, TemperatureSample
 from printers.queries import farm_state_counts
 from printers.state import State, shown_state
+from printers.trays import stored_trays
 
 STATE_ORDER = (
     State.PRINTING,
@@ -55,6 +57,41 @@ class CardJob:
 
 
 @dataclass(frozen=True, slots=True)
+class CardTray:
+    """A spool the printer can feed from (an AMS tray, the external spool), as shown."""
+
+    label: str  # "AMS 1 slot 2", "external spool"
+    type: str  # "" for an empty tray
+    colour: str  # "#RRGGBB" checked by printers.colours, or ""
+    colour_name: str  # "black", or the hex when no name is near
+    remaining: str  # "80%", "" when the AMS doesn't know
+    active: bool
+    title: str  # the swatch's tooltip: "AMS 1 slot 2: PLA black, 80% left (feeding)"
+
+
+def card_trays(stored: object) -> tuple[CardTray, ...]:
+    """A status row's `trays` as the card and the printer page show them."""
+    shown = []
+    for tray in stored_trays(stored):
+        remaining = f"{tray.remaining}%" if tray.remaining is not None else ""
+        name = colour_name(tray.colour)
+        what = " ".join(w for w in (tray.type, name) if w) or "empty"
+        title = f"{tray.label}: {what}{f', {remaining} left' if remaining else ''}"
+        shown.append(
+            CardTray(
+                label=tray.label,
+                type=tray.type,
+                colour=tray.colour,
+                colour_name=name,
+                remaining=remaining,
+                active=tray.active,
+                title=f"{title} (feeding)" if tray.active else title,
+            )
+        )
+    return tuple(shown)
+
+
+@dataclass(frozen=True, slots=True)
 class Card:
     """Everything the printer-card partial shows, already formatted."""
 
@@ -81,6 +118,7 @@ class Card:
     job: CardJob | None = None
     bed_clear_url: str = ""  # set while the bed waits for an operator to confirm it is clear
     stale: bool = False  # its poller has stopped: this reading is no longer live (printers.health)
+    trays: tuple[CardTray, ...] = ()  # its AMS trays and external spool, when it reports them
 
     @property
     def progress_width(self) -> str:
@@ -244,6 +282,7 @@ def card_for(
         bed_clear_url="" if printer.bed_clear else urls.bed_cleared(printer.pk),
         # Disabled printers are not polled anyway: their card says maintenance, not stale.
         stale=printer.enabled and (health or poller_health()).is_stale(printer.pk),
+        trays=card_trays(row.trays) if row is not None and live else (),
     )
 
 

@@ -127,6 +127,21 @@ def printer_command_record(
         audit_record(by, "printer.command", target=printer, detail=f"{command}: {outcome}", via=via)
 
 
+def printer_certificate_pin(*, printer_id: int, digest: str) -> bool:
+    """Pin a Bambu printer's TLS certificate (its SHA-256) on first use; False when one is
+    already pinned. An update, not a save: the poller reloads a printer whose configuration
+    changed (`updated_at`), and learning the pin is not an edit."""
+    with transaction.atomic():
+        pinned = Printer.objects.filter(pk=printer_id, certificate_pin="").update(certificate_pin=digest)
+        if pinned:
+            printer_event_record(
+                printer=printer_id,
+                kind=PrinterEvent.Kind.CONFIG,
+                message=f"Pinned the printer's TLS certificate (SHA-256 {digest[:16]}…) on first use",
+            )
+    return bool(pinned)
+
+
 def printer_bed_set(printer_id: int, *, clear: bool, by: object = None, via: str = "web") -> bool:
     """Mark a printer's bed clear (an operator removed the print) or occupied (a print ended).
 
@@ -212,7 +227,9 @@ def printer_status_changes(
             status, message=clean_text(status.message, 500), file=clean_text(status.file, 255)
         )
         reachable = status.state != State.OFFLINE
-        if not any(getattr(row, name) != getattr(status, name) for name in STATUS_FIELDS):
+        # Compared as stored: trays as JSON, no NaN.
+        values: dict[str, object] = {name: _plain(getattr(status, name)) for name in STATUS_FIELDS}
+        if not any(getattr(row, name) != values[name] for name in STATUS_FIELDS):
             if reachable and (row.last_seen is None or now - row.last_seen >= HEARTBEAT):
                 heartbeats.append(printer_id)
             continue
@@ -220,16 +237,18 @@ def printer_status_changes(
         if moved:
             kind, message = _describe_transition(row.state, status)
             events.append((printer_id, kind, message[:500]))
-        values: dict[str, object] = {name: _plain(getattr(status, name)) for name in STATUS_FIELDS}
         values["firmware"] = status.firmware or row.firmware  # keep what an earlier probe learned
         rows.append({"id": printer_id, **values, "moved": moved, "seen": reachable})
     return StatusChanges(rows=rows, events=events, heartbeats=heartbeats)
 
 
 def _plain(value: object) -> object:
-    """A value as JSON carries it to the database (no enum members, no NaN: JSON has none)."""
+    """A value as JSON carries it to the database (no enum members, no NaN: JSON has none;
+    trays as the row's list of {id, type, colour, remaining, active})."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, tuple):
+        return [dataclasses.asdict(tray) for tray in value]
     return value.value if isinstance(value, Enum) else value
 
 
@@ -254,7 +273,12 @@ def printer_status_apply(*, changes: StatusChanges, now: dt.datetime | None = No
 
 
 # PostgreSQL type of each status field in the JSON the batched UPDATE reads.
-_PG_TYPES = {"FloatField": "float8", "PositiveIntegerField": "bigint", "CharField": "text"}
+_PG_TYPES = {
+    "FloatField": "float8",
+    "PositiveIntegerField": "bigint",
+    "CharField": "text",
+    "JSONField": "jsonb",
+}
 
 
 def _status_rows_update(rows: list[dict[str, object]], now: dt.datetime) -> None:

@@ -28,6 +28,7 @@ from printers.services import (
     temperature_samples_record,
 )
 from printers.state import PrinterStatus, State
+from printers.trays import stored_trays
 
 logger = logging.getLogger(__name__)
 
@@ -188,4 +189,5 @@ def stored_readings(pks: Sequence[int]) -> dict[int, tuple[PrinterStatus, float]
 def _status_from_row(row: PrinterStatusRow) -> PrinterStatus:
     values: dict[str, Any] = {name: getattr(row, name) for name in STATUS_FIELDS}
     values["state"] = State(row.state)
+    values["trays"] = stored_trays(row.trays)
     return PrinterStatus(**values)

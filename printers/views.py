@@ -125,6 +125,8 @@ async def _check_after_save(request: HttpRequest, printer: Printer) -> None:
         base_url=printer.base_url,
         api_key=printer.api_key,
         timeout=SAVE_PROBE_TIMEOUT,
+        serial=printer.serial,
+        certificate_pin=printer.certificate_pin,
     )
     if outcome.ok:
         messages.success(request, f"Saved {printer.name}. {outcome.message}.")
@@ -201,7 +203,14 @@ async def test_connection(request: HtmxHttpRequest, pk: int | None = None) -> Ht
         if not key and same_printer and not form.cleaned_data["clear_api_key"]:
             key = printer.api_key
         outcome = await connection_probe(
-            protocol=form.cleaned_data["protocol"], base_url=form.cleaned_data["base_url"], api_key=key
+            protocol=form.cleaned_data["protocol"],
+            base_url=form.cleaned_data["base_url"],
+            api_key=key,
+            serial=form.cleaned_data["serial"],
+            # A pinned certificate belongs to the stored address and serial only.
+            certificate_pin=printer.certificate_pin
+            if printer is not None and same_printer and printer.serial == form.cleaned_data["serial"]
+            else "",
         )
     else:
         problems = [

@@ -30,7 +30,9 @@ if .venv/bin/python scripts/services_up.py "$PG_URL" "$RD_URL"; then
     jobs/tests/test_next_up.py printfarm/tests/test_upload_paths.py printfarm/tests/test_web.py \
     printers/tests/test_state_counts.py printfarm/api/tests/test_schema_sources.py \
     printfarm/api/tests/test_cura_plugin.py printfarm/api/tests/test_slicer_uploads.py \
-    jobs/tests/test_library_facts.py jobs/tests/test_threemf.py jobs/tests/test_threemf_jobs.py "$@"
+    jobs/tests/test_library_facts.py jobs/tests/test_threemf.py jobs/tests/test_threemf_jobs.py \
+    printers/tests/test_push_connections.py printers/tests/drivers/test_bambu.py printers/tests/test_bambu_forms.py \
+    printfarm/api/tests/test_bambu_printers.py jobs/tests/test_trays.py printers/tests/test_trays_card.py "$@"
 elif [ -n "${CI:-}" ]; then
   echo "PostgreSQL or Redis is not answering on 127.0.0.1; CI needs both." >&2
   exit 1

@@ -10,9 +10,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from jobs.models import GcodeFile, Job
-from jobs.presenters import file_facts, safe_colour
+from jobs.presenters import file_facts
 from jobs.tests.factories import make_file
 from jobs.tests.threemf_samples import two_plates
+from printers.colours import safe_colour
 
 pytestmark = pytest.mark.django_db
 

@@ -208,3 +208,23 @@ def test_the_queue_explains_a_3mf_sliced_for_another_model_and_nozzle(db, tmp_pa
         (ReasonCode.SLICED_NOZZLE, "sliced for a 0.6 nozzle, printer has 0.4"),
         (ReasonCode.PRINTER_MODEL, "sliced for Bambu Lab A1, printer is Bambu Lab X1 Carbon"),
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_thread_connections")
+async def test_dispatch_sends_a_3mf_only_to_a_printer_of_the_model_it_was_sliced_for(make_farm, tmp_path):
+    # The queue said "sliced for Bambu Lab P1S, printer is …" while the dispatcher, planning
+    # without the printers' models, sent the job to the first free printer all the same.
+    farm = await make_farm("moonraker", count=2)
+    other, right = await add_printers(farm)
+    for printer, model in ((other, "Bambu Lab X1 Carbon"), (right, "Bambu Lab P1S")):
+        await Printer.objects.filter(pk=printer.pk).aupdate(model=model)
+    file = await sync_to_async(store_threemf)(
+        "p1s.gcode.3mf", write_threemf(tmp_path / "p1s.gcode.3mf").read_bytes()
+    )
+    (job,) = await sync_to_async(services.jobs_create)(file=file, action=Job.Action.UPLOAD)
+
+    async with running():
+        await eventually(lambda: _completed(1))
+    await job.arefresh_from_db()
+    assert job.printer_id == right.pk

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import httpx
 
+from printers.drivers.bambu import BambuDriver
 from printers.drivers.base import (
     Driver,
     DriverAuthError,
@@ -16,6 +17,7 @@ from printers.drivers.base import (
     PrinterBusy,
     ProbeResult,
     ProgressCallback,
+    PushDriver,
 )
 from printers.drivers.moonraker import MoonrakerDriver
 from printers.drivers.octoprint import OctoPrintDriver
@@ -30,11 +32,12 @@ __all__ = [
     "PrinterBusy",
     "ProbeResult",
     "ProgressCallback",
+    "PushDriver",
     "UnknownProtocol",
     "get_driver",
 ]
 
-_DRIVER_CLASSES: tuple[type[Driver], ...] = (MoonrakerDriver, OctoPrintDriver)
+_DRIVER_CLASSES: tuple[type[Driver], ...] = (MoonrakerDriver, OctoPrintDriver, BambuDriver)
 
 DRIVERS: dict[str, type[Driver]] = {cls.protocol: cls for cls in _DRIVER_CLASSES}
 

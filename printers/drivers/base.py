@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -74,6 +74,11 @@ class PrintOptions:
 class DriverConfig:
     base_url: str  # e.g. http://10.0.0.7:7125 (no trailing slash needed)
     api_key: str = ""
+    serial: str = ""  # Bambu Lab: names the MQTT topics and the printer's certificate
+    certificate_pin: str = ""  # SHA-256 hex of the printer's TLS certificate; blank = not pinned yet
+    # Called with a certificate's SHA-256 the first time a printer without a pin is reached (the
+    # poller stores it); None = nothing records it (the web's short-lived connections).
+    on_certificate: Callable[[str], Awaitable[None]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +147,23 @@ class Driver(ABC):
         """The printer's record of the newest print of `remote_name`, or None when it keeps no
         history (OctoPrint) or has no entry for that file."""
         return None
+
+
+class PushDriver(Driver):
+    """A driver whose printer pushes its status over a connection kept open (Bambu's MQTT):
+    the coordinator runs `watch()` per printer instead of polling `fetch_status()`."""
+
+    @abstractmethod
+    def watch(self) -> AsyncGenerator[PrinterStatus, None]:
+        """Connect, then yield a status whenever the printer reports one, until the connection
+        fails: then raise DriverError (never return). Cancelling the iteration closes it."""
+
+    async def fetch_status(self) -> PrinterStatus:
+        """One reading: connect, take the first full status, close."""
+        stream = self.watch()
+        try:
+            return await anext(stream)
+        except StopAsyncIteration:
+            raise DriverError("The printer closed the connection before reporting") from None
+        finally:
+            await stream.aclose()

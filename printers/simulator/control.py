@@ -4,6 +4,8 @@ GET  /printers                    every printer (describe_printer)
 GET  /printers/{index}            one printer
 POST /printers/{index}/fault      {"fault": <one of FAULTS or null>, "delay": s}
 POST /printers/{index}/print      {"filename": ..., "duration": sim s}: start a print now
+POST /printers/{index}/trays      Bambu: {"trays": [{"type", "colour", "remain"}, {}...],
+                                  "external": {...}}: the AMS slots and the external spool
 POST /printers/{index}/extrusion  {"first_after": sim s or null}: when Klipper's print clock
                                   starts in each print (null: never, a host without an extruder)
 GET  /printers/{index}/prints     that printer's print log
@@ -100,6 +102,20 @@ async def set_extrusion(request: web.Request) -> web.Response:
     return json_response(farm.describe_printer(index))
 
 
+async def set_trays(request: web.Request) -> web.Response:
+    farm: SimulatedFarm = request.app[FARM]
+    index = _index(request)
+    body = await read_json(request)
+    trays, external = body.get("trays", []), body.get("external")
+    if not isinstance(trays, list):
+        raise _BadRequest('Expected {"trays": [...], "external": {...}}')
+    try:
+        farm.set_trays(index, trays, external)
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from exc
+    return json_response(farm.describe_printer(index))
+
+
 async def prints(request: web.Request) -> web.Response:
     farm: SimulatedFarm = request.app[FARM]
     index = _index(request) if "index" in request.match_info else None
@@ -136,6 +152,7 @@ def build_control_app(farm: SimulatedFarm) -> web.Application:
     app.router.add_post("/printers/{index}/fault", set_fault)
     app.router.add_post("/printers/{index}/print", start_print)
     app.router.add_post("/printers/{index}/extrusion", set_extrusion)
+    app.router.add_post("/printers/{index}/trays", set_trays)
     app.router.add_get("/printers/{index}/prints", prints)
     app.router.add_get("/prints", prints)
     app.router.add_get("/stats", stats)

@@ -32,10 +32,12 @@ from typing import Any
 
 from aiohttp import web
 
-from printers.simulator import control, moonraker, octoprint
+from printers.simulator import bambu, control, moonraker, octoprint
+from printers.simulator.bambu_ftps import FtpsServer
+from printers.simulator.bambu_tls import FarmKey
 from printers.simulator.farm_control import CALL_TIMEOUT
 from printers.simulator.farm_faults import LISTEN_BACKLOG, FarmFaults
-from printers.simulator.printer import PROTOCOLS, SimPrinter
+from printers.simulator.printer import MIXED_CYCLE, PROTOCOLS, SimPrinter
 from printers.simulator.stats import SAMPLE_INTERVAL, FarmStats
 
 logger = logging.getLogger(__name__)
@@ -71,13 +73,16 @@ class SimulatedFarm(FarmFaults):
         upload_dir: str | Path | None = None,
     ) -> None:
         if protocol not in (*PROTOCOLS, "mixed"):
-            raise ValueError(f"protocol must be moonraker, octoprint or mixed, not {protocol!r}")
+            raise ValueError(f"protocol must be moonraker, octoprint, bambu or mixed, not {protocol!r}")
         if count < 1:
             raise ValueError("count must be >= 1")
         if speed <= 0:
             raise ValueError("speed must be > 0")
-        if base_port and not 0 < base_port <= 65535 - count + 1:
-            raise ValueError(f"ports {base_port}..{base_port + count - 1} out of range")
+        kinds = [protocol if protocol != "mixed" else MIXED_CYCLE[i % len(MIXED_CYCLE)] for i in range(count)]
+        # A Bambu printer's FTPS port is base_port + count + index: after every printer's own.
+        ports = 2 * count if "bambu" in kinds else count
+        if base_port and not 0 < base_port <= 65535 - ports + 1:
+            raise ValueError(f"ports {base_port}..{base_port + ports - 1} out of range")
         self.host = check_loopback(host)
         self.base_port = base_port
         self.speed = float(speed)
@@ -86,8 +91,7 @@ class SimulatedFarm(FarmFaults):
         self._own_upload_dir = upload_dir is None
         self.upload_dir = Path(upload_dir) if upload_dir is not None else None
         self.printers: list[SimPrinter] = []
-        for index in range(count):
-            kind = protocol if protocol != "mixed" else PROTOCOLS[index % 2]
+        for index, kind in enumerate(kinds):
             self.printers.append(
                 SimPrinter(
                     index=index,
@@ -101,6 +105,10 @@ class SimulatedFarm(FarmFaults):
         self.stats_counters = FarmStats(count)
         self._by_port: dict[int, SimPrinter] = {}
         self._socks: dict[int, socket.socket] = {}  # printer index -> bound socket (listening or not)
+        self._ftps_socks: dict[int, socket.socket] = {}  # Bambu printer index -> its FTPS socket
+        self.bambu_devices: dict[int, bambu.BambuDevice] = {}  # Bambu printer index -> its firmware
+        self._tls_dir: Path | None = None
+        self._farm_key: FarmKey | None = None
         self._runners: dict[str, web.AppRunner] = {}
         self._control_runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,6 +138,13 @@ class SimulatedFarm(FarmFaults):
 
     def printer_for_port(self, port: int) -> SimPrinter | None:
         return self._by_port.get(port)
+
+    def bambu(self, index: int) -> bambu.BambuDevice:
+        """The Bambu firmware of printer `index` (serial, access code, model, certificate)."""
+        device = self.bambu_devices.get(index)
+        if device is None:
+            raise ValueError(f"Printer {index} is not a Bambu printer")
+        return device
 
     async def wait_closing(self, timeout: float | None) -> bool:
         """Sleep `timeout` seconds (None: forever) unless the farm stops first; True if it stopped."""
@@ -173,7 +188,7 @@ class SimulatedFarm(FarmFaults):
     async def _start(self) -> None:
         assert self.upload_dir is not None and self._loop is not None
         builders = {"moonraker": moonraker.build_app, "octoprint": octoprint.build_app}
-        for kind in sorted({p.protocol for p in self.printers}):
+        for kind in sorted({p.protocol for p in self.printers} - {"bambu"}):
             # handler_cancellation: a client that gives up on a blackholed/slow request
             # cancels its handler, so hung requests never pile up.
             runner = web.AppRunner(
@@ -191,7 +206,9 @@ class SimulatedFarm(FarmFaults):
             p.port = sock.getsockname()[1]
             self._socks[p.index] = sock
             self._by_port[p.port] = p
-            if p.fault != "offline":
+            if p.protocol == "bambu":
+                await self._start_bambu(p)
+            elif p.fault != "offline":
                 sock.listen(LISTEN_BACKLOG)
                 p.server = await self._loop.create_server(
                     self._runners[p.protocol].server,  # type: ignore[arg-type]
@@ -205,6 +222,8 @@ class SimulatedFarm(FarmFaults):
         self._control_port = sock.getsockname()[1]
         await web.SockSite(control_runner, sock).start()
         self._spawn(self._sample_forever())
+        if self.bambu_devices:
+            self._spawn(self._push_forever())
         logger.info("simulated farm: %d printers, control %s", len(self.printers), self.control_url)
 
     async def stop(self) -> None:
@@ -221,9 +240,12 @@ class SimulatedFarm(FarmFaults):
             server, p.server = p.server, None
             if server is not None:
                 server.close()
-        for sock in self._socks.values():
+        for device in self.bambu_devices.values():
+            self._close_bambu(device)
+        for sock in (*self._socks.values(), *self._ftps_socks.values()):
             sock.close()
         self._socks.clear()
+        self._ftps_socks.clear()
         for runner in self._runners.values():
             await runner.cleanup()
         self._runners.clear()
@@ -236,12 +258,49 @@ class SimulatedFarm(FarmFaults):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._own_upload_dir and self.upload_dir is not None:
             shutil.rmtree(self.upload_dir, ignore_errors=True)
+        if self._tls_dir is not None:
+            shutil.rmtree(self._tls_dir, ignore_errors=True)
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run `coro` on the farm's loop until it ends or the farm stops."""
+        return self._spawn(coro)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    # -- Bambu printers ---------------------------------------------------------------------
+
+    async def _start_bambu(self, p: SimPrinter) -> None:
+        if self._tls_dir is None:
+            self._tls_dir = Path(tempfile.mkdtemp(prefix="printfarm-sim-tls-"))
+            self._farm_key = FarmKey(self._tls_dir)
+        assert self._farm_key is not None
+        device = bambu.new_device(self, p, self._farm_key)
+        device.ftps = FtpsServer(device)
+        self.bambu_devices[p.index] = device
+        ftps_sock = self._bind(self.base_port + len(self.printers) + p.index if self.base_port else 0)
+        p.ftps_port = ftps_sock.getsockname()[1]
+        self._ftps_socks[p.index] = ftps_sock
+        if p.fault != "offline":
+            await self._serve_bambu(device)
+
+    async def _push_forever(self) -> None:
+        """Every printer pushes once per PUSH_INTERVAL, spread over ten slots so 1,000 printers
+        do not all write in the same instant."""
+        slots = 10
+        devices = list(self.bambu_devices.values())
+        slot = 0
+        while True:
+            await asyncio.sleep(bambu.PUSH_INTERVAL / slots)
+            for device in devices[slot::slots]:
+                try:
+                    device.tick()
+                except Exception:
+                    logger.exception("%s: push failed", device.serial)
+            slot = (slot + 1) % slots
 
     async def _sample_forever(self) -> None:
         printers = self.printers

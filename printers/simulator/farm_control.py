@@ -10,11 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from printers.simulator.bambu_state import TraySpec
 from printers.simulator.files import UploadRejected, clean_path
 from printers.simulator.printer import READY, SimPrinter
 from printers.simulator.stats import FarmStats
+
+if TYPE_CHECKING:
+    from printers.simulator.bambu import BambuDevice
 
 T = TypeVar("T")
 CALL_TIMEOUT = 30.0  # seconds a thread waits for the farm's loop to run a call
@@ -24,6 +28,7 @@ class FarmControl:
     """Thread-safe calls SimulatedFarm offers tests, demos and the control API."""
 
     printers: list[SimPrinter]
+    bambu_devices: dict[int, BambuDevice]
     stats_counters: FarmStats
     _loop: asyncio.AbstractEventLoop | None
     _reopening: dict[int, asyncio.Task[None]]
@@ -67,7 +72,11 @@ class FarmControl:
             p.advance(now)
             if p.link != READY:
                 raise RuntimeError(f"{p.name} firmware is not ready ({p.link})")
-            p.start(now, rel, duration=duration)
+            device = self.bambu_devices.get(index)
+            if device is not None:
+                device.start_now(rel, duration)
+            else:
+                p.start(now, rel, duration=duration)
 
         self._call(run)
 
@@ -126,9 +135,41 @@ class FarmControl:
                 "hotend": p.extruder.temperature(now),
                 "bed": p.bed.temperature(now),
                 "last_status_age": self.stats_counters.last_status_age(p.index),
-            }
+            } | (self.bambu_devices[index].describe() if index in self.bambu_devices else {})
 
         return self._call(run)
 
+    def set_trays(
+        self, index: int, trays: list[dict[str, Any]], external: dict[str, Any] | None = None
+    ) -> None:
+        """A Bambu printer's AMS slots (and external spool): [{"type", "colour" RRGGBBAA,
+        "remain" %}], {} for an empty slot, up to 4 per AMS unit (one unit simulated)."""
+        specs = [_tray(t) for t in trays]
+        if len(specs) > 4:
+            raise ValueError("one AMS unit holds 4 trays")
+        spool = _tray(external) if external is not None else None
+
+        def run() -> None:
+            device = self.bambu_devices.get(index)
+            if device is None:
+                raise ValueError(f"Printer {index} is not a Bambu printer")
+            device.trays = specs + [TraySpec() for _ in range(4 - len(specs))]
+            if spool is not None:
+                device.external = spool
+
+        self._call(run)
+
     def describe(self) -> list[dict[str, Any]]:
         return self._call(lambda: [self.describe_printer(i) for i in range(len(self.printers))])
+
+
+def _tray(data: dict[str, Any]) -> TraySpec:
+    if not isinstance(data, dict):
+        raise ValueError("a tray is an object {type, colour, remain}")
+    kind, colour, remain = data.get("type", ""), data.get("colour", "FFFFFFFF"), data.get("remain", -1)
+    if not isinstance(kind, str) or not isinstance(colour, str) or len(colour) not in (6, 8):
+        raise ValueError("tray type must be text and colour RRGGBB or RRGGBBAA")
+    if isinstance(remain, bool) or not isinstance(remain, int) or not -1 <= remain <= 100:
+        raise ValueError("tray remain must be a percentage (-1: unknown)")
+    colour = colour.upper() + ("FF" if len(colour) == 6 else "")
+    return TraySpec(kind.upper(), colour if kind else "", remain)

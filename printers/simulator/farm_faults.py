@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from printers.simulator.farm_control import FarmControl
-from printers.simulator.printer import FAULTS, SimPrinter
+from printers.simulator.printer import BAMBU_FAULTS, FAULTS, SimPrinter, faults_for
+
+if TYPE_CHECKING:
+    from printers.simulator.bambu import BambuDevice
 
 LISTEN_BACKLOG = 128
 
@@ -44,18 +47,30 @@ class FarmFaults(FarmControl):
     _runners: dict[str, web.AppRunner]
     _reopen_started: set[int]
     _tasks: set[asyncio.Task[Any]]
+    _ftps_socks: dict[int, socket.socket]
+    bambu_devices: dict[int, BambuDevice]
 
     def set_fault(self, index: int, fault: str | None, delay: float = 3.0) -> None:
         """Switch printer `index` to `fault` (one of FAULTS); None or "none" clears it."""
         if fault == "none" or fault == "":
             fault = None
-        if fault is not None and fault not in FAULTS:
-            raise ValueError(f"Unknown fault {fault!r}; expected one of {', '.join(FAULTS)} or none")
+        if fault is not None and fault not in FAULTS and fault not in BAMBU_FAULTS:
+            names = ", ".join(dict.fromkeys((*FAULTS, *BAMBU_FAULTS)))
+            raise ValueError(f"Unknown fault {fault!r}; expected one of {names} or none")
         if delay < 0:
             raise ValueError("delay must be >= 0")
+        protocol = self._printer(index).protocol
+        if fault is not None and fault not in faults_for(protocol):
+            raise ValueError(
+                f"Fault {fault!r} does not apply to {protocol} printers; "
+                f"expected one of {', '.join(faults_for(protocol))} or none"
+            )
         self._call(lambda: self._set_fault(self._printer(index), fault, float(delay)))
 
     def _set_fault(self, p: SimPrinter, fault: str | None, delay: float) -> None:
+        if p.protocol == "bambu":
+            self._set_bambu_fault(p, fault, delay)
+            return
         was_offline = p.fault == "offline"
         if (p.fault == "disconnect") != (fault == "disconnect"):
             now = self.sim_now()
@@ -72,6 +87,55 @@ class FarmFaults(FarmControl):
             self._go_offline(p)
         elif was_offline and fault != "offline":
             self._go_online(p)
+
+    def _set_bambu_fault(self, p: SimPrinter, fault: str | None, delay: float) -> None:
+        old = p.fault
+        device = self.bambu_devices.get(p.index)
+        if device is not None:
+            device.advance(self.sim_now())  # a print that ended before the fault keeps its outcome
+        p.fault = fault
+        p.fault_delay = delay
+        if self._state != "running" or device is None:
+            return  # applied by start()
+        device.fault_changed(old, fault, _drop)
+        if fault == "offline" and old != "offline":
+            self._close_bambu(device)
+            self._socks[p.index] = self._bind(p.port)
+            self._ftps_socks[p.index] = self._bind(p.ftps_port)
+        elif old == "offline" and fault != "offline":
+            # Listening from this moment (connections wait in the backlog), as _go_online does,
+            # so a caller on the loop sees the printer back at once; serving starts in the task.
+            self._socks[p.index].listen(LISTEN_BACKLOG)
+            self._ftps_socks[p.index].listen(LISTEN_BACKLOG)
+            task = asyncio.get_running_loop().create_task(self._serve_bambu(device))
+            self._reopening[p.index] = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(lambda _t: self._reopening.pop(p.index, None))
+
+    async def _serve_bambu(self, device: BambuDevice) -> None:
+        """Listen on the printer's MQTT and FTPS sockets (bound, not yet listening)."""
+        assert device.ftps is not None
+        p = device.printer
+        mqtt_sock, ftps_sock = self._socks[p.index], self._ftps_socks[p.index]
+        mqtt_sock.listen(LISTEN_BACKLOG)
+        ftps_sock.listen(LISTEN_BACKLOG)
+        device.mqtt_server = await asyncio.start_server(
+            device.broker.handle, sock=mqtt_sock, backlog=LISTEN_BACKLOG
+        )
+        device.ftps_server = await asyncio.start_server(
+            device.ftps.handle, sock=ftps_sock, backlog=LISTEN_BACKLOG
+        )
+
+    def _close_bambu(self, device: BambuDevice) -> None:
+        """Stop listening and drop every connection (offline, farm stop)."""
+        for server in (device.mqtt_server, device.ftps_server):
+            if server is not None:
+                server.close()
+        device.mqtt_server = device.ftps_server = None
+        device.broker.drop_all(_drop)
+        if device.ftps is not None:
+            device.ftps.drop_all(_drop)
 
     def _bind(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET

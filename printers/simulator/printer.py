@@ -35,7 +35,31 @@ FAULTS = (
     "disconnect",  # firmware link lost, host answers: Klippy disconnected / serial port gone
     "garbled",  # the request is carried out, then its reply replaced by a malformed body
 )
-PROTOCOLS = ("moonraker", "octoprint")
+# Bambu printers (bambu.py) take the faults of their transport, not the HTTP ones.
+BAMBU_FAULTS = (
+    "offline",
+    "blackhole",  # TCP accepted, TLS never completes; live connections go silent
+    "no_connack",  # TLS completes, CONNECT is never answered
+    "bad_access_code",  # the printer's LAN access code changed: CONNACK 5, FTPS 530
+    "dev_mode_off",  # LAN-only + Developer Mode off: commands rejected, status still pushed
+    "cert_changed",  # the printer presents another certificate
+    "push_stop",  # pushes stop, the connection stays up, until the client sends pushall
+    "malformed",  # pushes are cut-off JSON
+    "garbled",  # commands are carried out, their replies are cut-off JSON
+    "huge_push",  # every push carries megabytes
+    "runout",  # filament runs out: a running print pauses (stg_cur 6)
+    "reset_upload",  # FTPS data connection reset mid-file
+    "stall_upload",  # FTPS stops reading mid-file until the fault clears
+)
+PROTOCOLS = ("moonraker", "octoprint", "bambu")
+# "mixed" cycles three Moonraker/OctoPrint pairs, then two Bambu printers: a farm of up to six
+# (what most tests use) stays HTTP-only, 1,000 mixed printers are 375/375/250.
+MIXED_CYCLE = ("moonraker", "octoprint") * 3 + ("bambu", "bambu")
+
+
+def faults_for(protocol: str) -> tuple[str, ...]:
+    return BAMBU_FAULTS if protocol == "bambu" else FAULTS
+
 
 AMBIENT = 22.0
 SETTLE = 0.3  # within this of the goal a heater reads exactly the goal
@@ -131,7 +155,8 @@ class SimPrinter:
         self.protocol = protocol
         self.name = f"sim-{protocol}-{index + 1}"
         self.host = host
-        self.port = port
+        self.port = port  # Bambu: the MQTT port
+        self.ftps_port = 0  # Bambu only
         self.fault: str | None = None
         self.fault_delay = 3.0
         self.storage = storage  # this printer's directory; G-code lives in `files_dir`
@@ -169,10 +194,14 @@ class SimPrinter:
     @property
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.protocol == "bambu":
+            return f"mqtts://{host}:{self.port}?ftps={self.ftps_port}"
         return f"http://{host}:{self.port}"
 
     @property
     def files_dir(self) -> Path:
+        if self.protocol == "bambu":
+            return self.storage  # the SD card root, where FTPS STOR puts files
         return self.storage / ("gcodes" if self.protocol == "moonraker" else "local")
 
     def file_path(self, rel_path: str) -> Path:

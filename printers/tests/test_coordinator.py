@@ -235,7 +235,8 @@ async def test_nothing_is_written_while_nothing_changes(farm):
 
 async def test_driver_failures_become_statuses_and_polling_goes_on(farm):
     printers = await add_printers(farm, 3)
-    unknown = await add_printer("http://127.0.0.1:9", "unknown-protocol", protocol="bambu")
+    # A value no driver is registered for (a stale row, or a module not registered).
+    unknown = await add_printer("http://127.0.0.1:9", "unknown-protocol", protocol="prusalink")
     farm.set_fault(0, "http500")
     farm.set_fault(1, "malformed")
     async with fast() as coordinator:

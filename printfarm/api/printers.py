@@ -123,7 +123,11 @@ def printer_change(request: HttpRequest, printer_id: int, body: schemas.PrinterP
         if name in values and values[name] is None:
             values[name] = empty
     key = values.pop("api_key", None)
+    forget_pin = "certificate_pin" in values
+    values.pop("certificate_pin", None)
     data = _form_data(printer, values)
+    if forget_pin:
+        data["forget_certificate"] = "on"
     if key is not None:
         data["api_key"] = key
         if key == "":

@@ -74,6 +74,14 @@ def unchanged_if_absent(**constraints: Any) -> Any:
     return Field(None, json_schema_extra=_no_default, **constraints)
 
 
+class TrayOut(Schema):
+    id: int = Field(description="AMS unit × 4 + slot (0-based); 254 is the external spool", examples=[1])
+    type: str = Field(examples=["PETG"], description='"" for an empty tray')
+    colour: str = Field(examples=["#FF8000"], description='"#RRGGBB", or "" when not known')
+    remaining: int | None = Field(description="percent left, where the AMS knows it")
+    active: bool = Field(description="feeding the print now")
+
+
 class PrinterStatusOut(Schema):
     state: str
     message: str
@@ -86,6 +94,10 @@ class PrinterStatusOut(Schema):
     elapsed: int | None
     remaining: int | None
     firmware: str
+    chamber_actual: float | None = Field(description="°C, where the printer has a chamber sensor")
+    layer: int | None = Field(description="the layer printing now, where the printer says")
+    layer_count: int | None
+    trays: list[TrayOut] = Field(description="AMS trays and external spool (Bambu); [] for others")
     since: dt.datetime | None
     last_seen: dt.datetime | None
 
@@ -105,6 +117,10 @@ class PrinterOut(Schema):
     auto_clear: bool
     bed_clear: bool
     has_api_key: bool = Field(description="the key itself is never sent back")
+    serial: str = Field(description="Bambu Lab: the printer's serial number; blank for others")
+    certificate_pin: str = Field(
+        description="Bambu Lab: SHA-256 of the TLS certificate pinned on first use; blank until then"
+    )
     status: PrinterStatusOut
 
 
@@ -119,7 +135,12 @@ class PrinterIn(Body):
     base_url: str = Field(
         min_length=1, max_length=_PRINTER["base_url"].max_length, examples=["http://192.168.1.50:7125"]
     )
-    api_key: str = Field("", max_length=_PRINTER["api_key"].max_length, description="write-only")
+    api_key: str = Field(
+        "",
+        max_length=_PRINTER["api_key"].max_length,
+        description="write-only (Bambu Lab: the LAN access code)",
+    )
+    serial: str = Field("", max_length=_PRINTER["serial"].max_length, description="Bambu Lab: required")
     enabled: StrictBool = True
     tags: list[str] = []
     location: str = ""
@@ -145,6 +166,10 @@ class PrinterPatch(Body):
     base_url: str = unchanged_if_absent(max_length=_PRINTER["base_url"].max_length)
     api_key: str | None = Field(
         None, max_length=_PRINTER["api_key"].max_length, description='write-only; "" or null removes it'
+    )
+    serial: str = unchanged_if_absent(max_length=_PRINTER["serial"].max_length)
+    certificate_pin: None = Field(
+        None, description="null forgets the pinned certificate (a replaced printer); nothing else is taken"
     )
     enabled: StrictBool = unchanged_if_absent()
     tags: list[str] | None = Field(None, description="replaces all the tags; [] or null removes them")

@@ -23,6 +23,7 @@ from printers.health import poller_health
 from printers.models import Printer, PrinterStatusRow
 from printers.presenters import card_state
 from printers.queries import state_tally
+from printers.trays import stored_trays
 
 MAX_AGE = 1.0  # seconds a snapshot is served before the next request rebuilds it
 
@@ -50,6 +51,8 @@ def printer_dict(p: Printer) -> dict:
         "auto_clear": p.auto_clear,
         "bed_clear": p.bed_clear,
         "has_api_key": bool(p.api_key),
+        "serial": p.serial,
+        "certificate_pin": p.certificate_pin,
         "status": {
             "state": state.value,
             "message": row.message if row else "",
@@ -62,6 +65,11 @@ def printer_dict(p: Printer) -> dict:
             "elapsed": row.elapsed if row else None,
             "remaining": row.remaining if row else None,
             "firmware": row.firmware if row else "",
+            "chamber_actual": row.chamber_actual if row else None,
+            "layer": row.layer if row else None,
+            "layer_count": row.layer_count if row else None,
+            # Checked again on the way out: the row holds what a printer on the network said.
+            "trays": [dataclasses.asdict(t) for t in stored_trays(row.trays)] if row else [],
             "since": _iso(row.state_since) if row else None,
             "last_seen": _iso(row.last_seen) if row else None,
         },

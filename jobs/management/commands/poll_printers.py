@@ -12,6 +12,7 @@ import contextlib
 import gc
 import resource
 import signal
+from concurrent.futures import ThreadPoolExecutor
 
 import uvloop
 from django.core.management.base import BaseCommand
@@ -20,6 +21,8 @@ from jobs.dispatch import Dispatcher
 from printers import changes
 from printers.coordinator import Coordinator, parse_shard
 from printers.management.arguments import positive
+
+IO_THREADS = 64  # blocking connects and uploads in flight at once
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -75,6 +78,10 @@ class Command(BaseCommand):
     async def _run(self, coordinator: Coordinator) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        # Push connections connect in a thread (aiomqtt: TCP and TLS handshake, up to the poll
+        # timeout for a black-holed printer) and FTPS uploads run in one: with the default
+        # pool (cores + 4) a few dead printers would queue every healthy one's reconnect.
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="poller-io"))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         dispatcher = Dispatcher(coordinator)

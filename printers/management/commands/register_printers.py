@@ -13,7 +13,7 @@ from printers.models import Printer
 
 class Command(BaseCommand):
     help = (
-        "Register printers from a JSON list of {name, protocol, base_url[, api_key, tags]}; "
+        "Register printers from a JSON list of {name, protocol, base_url[, api_key, serial, tags]}; "
         "skips names that exist."
     )
 
@@ -37,6 +37,7 @@ class Command(BaseCommand):
                     "protocol": entry["protocol"],
                     "base_url": entry["base_url"],
                     "api_key": entry.get("api_key", ""),
+                    "serial": entry.get("serial", ""),  # Bambu printers
                     "location": entry.get("location", ""),
                 },
                 tags=[*tag, *entry.get("tags", [])],

@@ -1,4 +1,4 @@
-"""Run simulated Moonraker/OctoPrint printers on loopback ports until SIGINT/SIGTERM."""
+"""Run simulated Moonraker/OctoPrint/Bambu printers on loopback ports until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from printers.simulator import FAULTS, SimulatedFarm
 from printers.simulator.farm import check_loopback
+from printers.simulator.printer import BAMBU_FAULTS
 
 SUMMARY_OVER = 20  # list printers one per line up to this many
 
@@ -34,18 +35,25 @@ def raise_nofile_limit() -> tuple[int, int]:
 
 class Command(BaseCommand):
     help = (
-        "Run N simulated printers (Moonraker/OctoPrint HTTP APIs) on loopback: printer i on "
-        "port P+i, the control API on --control-port (default P-1). Runs until interrupted. "
+        "Run N simulated printers (Moonraker/OctoPrint HTTP APIs, Bambu MQTT+FTPS over TLS) on "
+        "loopback: printer i on port P+i (a Bambu printer's FTPS on P+N+i), the control API on "
+        "--control-port (default P-1). Runs until interrupted. "
         "Control API: GET /printers, /printers/{i}, /prints (every print start and end), "
         '/printers/{i}/prints, /stats; POST /printers/{i}/fault {"fault": F} with F one of '
-        f"{', '.join(FAULTS)} or null; POST /printers/{{i}}/print. Moonraker printers also serve "
+        f"{', '.join(FAULTS)} (Bambu: {', '.join(BAMBU_FAULTS)}) or null; "
+        "POST /printers/{i}/print, /printers/{i}/trays. Moonraker printers also serve "
         "their job history at /server/history/list and /server/history/job."
     )
     requires_system_checks: list[str] = []  # pure aiohttp; needs neither models nor the database
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--count", type=int, default=3, help="number of printers (default 3)")
-        parser.add_argument("--protocol", choices=["moonraker", "octoprint", "mixed"], default="mixed")
+        parser.add_argument(
+            "--protocol",
+            choices=["moonraker", "octoprint", "bambu", "mixed"],
+            default="mixed",
+            help="mixed: three Moonraker/OctoPrint pairs, then two Bambu printers, repeated",
+        )
         parser.add_argument(
             "--port",
             type=int,
@@ -79,12 +87,14 @@ class Command(BaseCommand):
         port: int = options["port"]
         if count < 1:
             raise CommandError("--count must be at least 1")
-        if port and not 1 <= port <= 65535 - count + 1:
+        # Bambu printers take a second port each (FTPS: P+N+i)
+        ports = count if options["protocol"] in ("moonraker", "octoprint") else 2 * count
+        if port and not 1 <= port <= 65535 - ports + 1:
             raise CommandError(f"--port {port} with --count {count} runs past port 65535")
         control_port = options["control_port"]
         if control_port is None:
             control_port = port - 1 if port else 0
-        if control_port and port and port <= control_port < port + count:
+        if control_port and port and port <= control_port < port + ports:
             raise CommandError(f"--control-port {control_port} overlaps the printer ports")
         if options["speed"] <= 0:
             raise CommandError("--speed must be > 0")
@@ -145,7 +155,13 @@ class Command(BaseCommand):
 
 def _write_printers_file(path: Path, farm: SimulatedFarm) -> None:
     """Atomically, so a script polling for the file never reads half of it."""
-    data = [{"name": p.name, "protocol": p.protocol, "base_url": p.base_url} for p in farm.printers]
+    data: list[dict[str, Any]] = []
+    for p in farm.printers:
+        entry = {"name": p.name, "protocol": p.protocol, "base_url": p.base_url}
+        if p.protocol == "bambu":
+            device = farm.bambu(p.index)
+            entry |= {"serial": device.serial, "api_key": device.access_code}
+        data.append(entry)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)

@@ -29,7 +29,12 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
 
 def driver_for(farm: SimulatedFarm, client: httpx.AsyncClient, index: int = 0, api_key: str = "") -> Driver:
     printer = farm.printers[index]
-    return get_driver(printer.protocol, DriverConfig(base_url=printer.base_url, api_key=api_key), client)
+    serial = ""
+    if printer.protocol == "bambu":  # its LAN access code is its key, and it needs its serial
+        device = farm.bambu(index)
+        api_key, serial = api_key or device.access_code, device.serial
+    config = DriverConfig(base_url=printer.base_url, api_key=api_key, serial=serial)
+    return get_driver(printer.protocol, config, client)
 
 
 async def wait_for(

@@ -10,6 +10,7 @@ bug makes the case pass and the entry must go).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from printers.drivers import DRIVERS, Driver, DriverError, PrinterBusy
+from printers.drivers import DRIVERS, Driver, DriverAuthError, DriverError, PrinterBusy, PushDriver
 from printers.drivers.http import make_client
 from printers.simulator import FAULTS, SimPrinter, SimulatedFarm
+from printers.simulator.printer import BAMBU_FAULTS, faults_for
 from printers.simulator.printer import PROTOCOLS as SIMULATED_PROTOCOLS
 from printers.state import TEMP_MAX, TEMP_MIN, PrinterStatus, State
 from printers.tests.drivers.conftest import LONG_PRINT, FarmFactory, driver_for, gcode_file, wait_for
@@ -47,8 +49,19 @@ class Profile:
     cancelled_message: str
     # Moonraker keeps a job history; OctoPrint keeps none.
     keeps_history: bool
+    # Klipper's and OctoPrint's emergency stop halts the firmware (error); Bambu's LAN protocol
+    # has none, its driver stops the print.
+    emergency_stop_state: State = State.ERROR
+    # Klipper and OctoPrint refuse to start a missing file and stay idle; Bambu firmware takes
+    # the job and fails it (FAILED with a print_error).
+    missing_file_state: State = State.IDLE
+    # Klipper and OctoPrint report a failed print in the firmware's words; Bambu firmware reports
+    # only codes (print_error, HMS), which the driver names without that text.
+    reports_error_text: bool = True
     # case id -> why the driver fails it today
     known_bugs: dict[str, str] = field(default_factory=dict)
+    # case id -> why the case doesn't exist for this protocol (its simulator has no such fault)
+    not_applicable: dict[str, str] = field(default_factory=dict)
 
 
 PROFILES: dict[str, Profile] = {
@@ -65,6 +78,22 @@ PROFILES: dict[str, Profile] = {
         cancelled_message="",
         keeps_history=False,
         known_bugs={},
+    ),
+    "bambu": Profile(
+        link_lost_state=State.OFFLINE,
+        refuses_cancel_when_idle=False,
+        cancelled_message="Print cancelled",
+        keeps_history=False,
+        emergency_stop_state=State.IDLE,
+        missing_file_state=State.ERROR,
+        reports_error_text=False,
+        known_bugs={},
+        not_applicable={
+            "state-not-ready": "Bambu firmware has no separate link to a controller that can be down",
+            "state-link-lost": "Bambu firmware has no separate link to a controller that can be lost",
+            "garbage-command-reply": "a malformed Bambu report garbles pushes, not replies: see 'garbled'",
+            "garbage-upload-reply": "FTPS answers are status lines; the upload faults cover a cut transfer",
+        },
     ),
 }
 
@@ -121,6 +150,8 @@ def known_bug(request: pytest.FixtureRequest, profile: Profile) -> Callable[[str
     """known_bug("case") marks this test a strict xfail when the profile lists the case."""
 
     def mark(case: str) -> None:
+        if case in profile.not_applicable:
+            pytest.skip(profile.not_applicable[case])
         if case in profile.known_bugs:
             request.applymarker(pytest.mark.xfail(reason=profile.known_bugs[case], strict=True))
 
@@ -187,7 +218,8 @@ class StateCase:
     setup: Callable[[SimulatedFarm], None]
     expected: Callable[[Profile], State]
     job_file: bool = False  # the status names the job's file
-    message: Callable[[Profile], str] | None = None  # the exact message, when the contract fixes it
+    # the exact message, when the contract fixes it (None from the callable: not for this profile)
+    message: Callable[[Profile], str | None] | None = None
 
 
 STATE_CASES: dict[str, StateCase] = {
@@ -196,7 +228,9 @@ STATE_CASES: dict[str, StateCase] = {
     "paused": StateCase(_paused, lambda _: State.PAUSED, job_file=True),
     "finished": StateCase(_finished, lambda _: State.FINISHED, job_file=True),
     "cancelled": StateCase(_cancelled, lambda _: State.IDLE, message=lambda p: p.cancelled_message),
-    "error": StateCase(_error, lambda _: State.ERROR, message=lambda _: ERROR_TEXT),
+    "error": StateCase(
+        _error, lambda _: State.ERROR, message=lambda p: ERROR_TEXT if p.reports_error_text else None
+    ),
     "not-ready": StateCase(lambda farm: farm.set_fault(0, "not_ready"), lambda _: State.CONNECTING),
     "link-lost": StateCase(lambda farm: farm.set_fault(0, "disconnect"), lambda p: p.link_lost_state),
 }
@@ -204,16 +238,18 @@ STATE_CASES: dict[str, StateCase] = {
 
 @pytest.mark.parametrize("case", list(STATE_CASES))
 async def test_status_in_every_state(
-    farm: SimulatedFarm, driver: Driver, profile: Profile, case: str
+    farm: SimulatedFarm, driver: Driver, profile: Profile, case: str, known_bug: Callable[[str], None]
 ) -> None:
+    known_bug(f"state-{case}")
     spec = STATE_CASES[case]
     spec.setup(farm)
     status = await wait_for(driver, spec.expected(profile))
     assert_sane(status)
     if spec.job_file:
         assert status.file == NAME
-    if spec.message is not None:
-        assert status.message == spec.message(profile)
+    message = spec.message(profile) if spec.message is not None else None
+    if message is not None:
+        assert status.message == message
     if status.state is State.IDLE:
         assert status.hotend_actual is not None and status.bed_actual is not None
     if status.state is State.FINISHED:
@@ -253,7 +289,10 @@ async def test_probe_names_the_firmware_and_reads_the_status(driver: Driver) -> 
 # --- each command, as seen in the next status
 
 
-async def test_pause_then_resume(farm: SimulatedFarm, driver: Driver) -> None:
+async def test_pause_then_resume(
+    farm: SimulatedFarm, driver: Driver, known_bug: Callable[[str], None]
+) -> None:
+    known_bug("pause-then-resume")
     _print(farm)
     await driver.pause()
     assert (await wait_for(driver, State.PAUSED)).file == NAME
@@ -273,11 +312,11 @@ async def test_cancel_ends_the_print(
 
 @pytest.mark.parametrize("setup", [_print, lambda farm: None], ids=["printing", "idle"])
 async def test_emergency_stop_halts_the_printer(
-    farm: SimulatedFarm, driver: Driver, setup: Callable[[SimulatedFarm], None]
+    farm: SimulatedFarm, driver: Driver, profile: Profile, setup: Callable[[SimulatedFarm], None]
 ) -> None:
     setup(farm)
     await driver.emergency_stop()
-    status = await wait_for(driver, State.ERROR)
+    status = await wait_for(driver, profile.emergency_stop_state)
     assert_sane(status)
     assert all(entry["outcome"] != "in_progress" for entry in farm.print_log(0))
 
@@ -349,15 +388,19 @@ async def test_upload_with_start_prints_it(
 
 
 async def test_upload_with_start_while_printing_is_busy(
-    farm: SimulatedFarm, driver: Driver, tmp_path: Path
+    farm: SimulatedFarm, driver: Driver, tmp_path: Path, known_bug: Callable[[str], None]
 ) -> None:
+    known_bug("start-while-printing")
     _print(farm)
     with pytest.raises(PrinterBusy):
         await driver.upload(gcode_file(tmp_path), remote_name="other.gcode", start=True)
     assert (await driver.fetch_status()).file == NAME
 
 
-async def test_start_while_printing_is_busy(farm: SimulatedFarm, driver: Driver, tmp_path: Path) -> None:
+async def test_start_while_printing_is_busy(
+    farm: SimulatedFarm, driver: Driver, tmp_path: Path, known_bug: Callable[[str], None]
+) -> None:
+    known_bug("start-while-printing")
     await driver.upload(gcode_file(tmp_path), remote_name="other.gcode")
     _print(farm)
     with pytest.raises(PrinterBusy) as caught:
@@ -366,12 +409,14 @@ async def test_start_while_printing_is_busy(farm: SimulatedFarm, driver: Driver,
     assert (await driver.fetch_status()).file == NAME
 
 
-async def test_start_of_a_missing_file_is_permanent(driver: Driver, known_bug: Callable[[str], None]) -> None:
+async def test_start_of_a_missing_file_is_permanent(
+    driver: Driver, profile: Profile, known_bug: Callable[[str], None]
+) -> None:
     known_bug("start-missing-file")
     with pytest.raises(DriverError) as caught:
         await driver.start("never uploaded.gcode")
     assert caught.value.permanent
-    assert (await driver.fetch_status()).state is State.IDLE
+    assert (await driver.fetch_status()).state is profile.missing_file_state
 
 
 # --- every fault kind
@@ -506,15 +551,132 @@ FAULT_CASES = {
 }
 
 
+# --- the faults of a Bambu printer's transport (MQTT over TLS, FTPS)
+
+
+async def _fault_no_connack(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    await _timeout(farm, "no_connack")
+
+
+async def _fault_bad_access_code(
+    farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path
+) -> None:
+    farm.set_fault(0, "bad_access_code")
+    path = gcode_file(tmp_path)
+    for call in (driver.fetch_status, driver.pause, lambda: driver.upload(path, remote_name=NAME)):
+        with pytest.raises(DriverAuthError, match="access code"):
+            await call()
+    assert not farm.printers[0].file_path(NAME).exists()
+
+
+async def _fault_dev_mode_off(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    _print(farm)
+    farm.set_fault(0, "dev_mode_off")
+    with pytest.raises(DriverError) as caught:
+        await driver.pause()
+    assert caught.value.message.startswith(
+        "Control is refused: enable LAN Only Mode and Developer Mode on the printer (Settings → Network)"
+    )
+    assert (await driver.fetch_status()).state is State.PRINTING  # the status still reads
+
+
+async def _fault_cert_changed(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    pins: list[str] = []
+
+    async def record(pin: str) -> None:
+        pins.append(pin)
+
+    kind = type(driver)
+    await kind(dataclasses.replace(driver.config, on_certificate=record), driver.client).fetch_status()
+    assert len(pins) == 1 and len(pins[0]) == 64  # pinned on first use
+    pinned = kind(dataclasses.replace(driver.config, certificate_pin=pins[0]), driver.client)
+    assert_sane(await pinned.fetch_status())
+    farm.set_fault(0, "cert_changed")
+    path = gcode_file(tmp_path)
+    for call in (pinned.fetch_status, pinned.pause, lambda: pinned.upload(path, remote_name=NAME)):
+        with pytest.raises(DriverError, match="certificate changed") as caught:
+            await call()
+        assert caught.value.permanent
+    assert not farm.printers[0].file_path(NAME).exists()
+
+
+async def _fault_push_stop(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    assert isinstance(driver, PushDriver)
+    driver.silence, driver.pushall_every = 0.3, 0.0  # type: ignore[attr-defined]
+    stream = driver.watch()
+    try:
+        await anext(stream)
+        farm.set_fault(0, "push_stop")
+        # The printer changes while it pushes nothing; the driver asks (pushall) and sees it.
+        on_printer(farm, lambda p, now: p.set_targets(now, hotend=180.0, bed=None))
+        async with asyncio.timeout(10):
+            async for status in stream:
+                if status.hotend_target == 180.0:
+                    break
+    finally:
+        await stream.aclose()
+
+
+async def _fault_huge_push(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    farm.set_fault(0, "huge_push")
+    with pytest.raises(DriverError, match="over 1024 KB") as caught:
+        await driver.fetch_status()
+    assert not caught.value.permanent
+
+
+async def _fault_runout(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    _print(farm)
+    farm.set_fault(0, "runout")
+    status = await wait_for(driver, State.PAUSED)
+    assert "filament ran out" in status.message
+    assert_sane(status)
+
+
+async def _fault_garbled_replies(
+    farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path
+) -> None:
+    _print(farm)
+    farm.set_fault(0, "garbled")
+    assert (await driver.fetch_status()).state is State.PRINTING  # pushes still read
+    with pytest.raises(DriverError, match="did not answer") as caught:
+        await driver.pause()
+    assert not caught.value.permanent
+    farm.set_fault(0, None)
+    await wait_for(driver, State.PAUSED)  # the printer did pause; only its answer was garbage
+
+
+BAMBU_FAULT_CASES = {
+    "offline": _fault_offline,
+    "blackhole": _fault_blackhole,
+    "no_connack": _fault_no_connack,
+    "bad_access_code": _fault_bad_access_code,
+    "dev_mode_off": _fault_dev_mode_off,
+    "cert_changed": _fault_cert_changed,
+    "push_stop": _fault_push_stop,
+    "malformed": _fault_malformed,
+    "garbled": _fault_garbled_replies,
+    "huge_push": _fault_huge_push,
+    "runout": _fault_runout,
+    "reset_upload": _fault_reset_upload,
+    "stall_upload": _fault_stall_upload,
+}
+CASES_BY_FAULTS = {FAULTS: FAULT_CASES, BAMBU_FAULTS: BAMBU_FAULT_CASES}
+
+
 def test_every_simulator_fault_has_a_case() -> None:
     assert set(FAULT_CASES) == set(FAULTS)
+    assert set(BAMBU_FAULT_CASES) == set(BAMBU_FAULTS)
 
 
-@pytest.mark.parametrize("fault", list(FAULT_CASES))
+# Each protocol with the faults its simulator has.
+@pytest.mark.parametrize(
+    ("protocol", "fault"),
+    [(protocol, fault) for protocol in sorted(DRIVERS) for fault in faults_for(protocol)],
+)
 async def test_fault(
-    farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path, fault: str
+    farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path, protocol: str, fault: str
 ) -> None:
-    await FAULT_CASES[fault](farm, driver, profile, tmp_path)
+    await CASES_BY_FAULTS[faults_for(protocol)][fault](farm, driver, profile, tmp_path)
     # Whatever the fault did, the printer reads normally once it clears.
     farm.set_fault(0, None)
     assert_sane(await driver.fetch_status())

@@ -17,7 +17,11 @@ from printers.models import Printer
 
 def test_registry_covers_every_printer_protocol() -> None:
     assert set(DRIVERS) == set(Printer.Protocol.values)
-    assert PROTOCOLS == [("moonraker", "Klipper (Moonraker)"), ("octoprint", "OctoPrint")]
+    assert PROTOCOLS == [
+        ("moonraker", "Klipper (Moonraker)"),
+        ("octoprint", "OctoPrint"),
+        ("bambu", "Bambu Lab (LAN)"),
+    ]
 
 
 async def test_get_driver_builds_the_protocol_driver() -> None:

@@ -6,8 +6,9 @@ test:
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .
 bench: bench-poller bench-web bench-jobs
+# Options pass through: make bench-poller POLLER_ARGS="--protocol bambu" (or mixed; BENCHMARKS.md)
 bench-poller:
-	.venv/bin/python scripts/bench_poller.py
+	.venv/bin/python scripts/bench_poller.py $(POLLER_ARGS)
 bench-web:
 	.venv/bin/python scripts/bench_web.py
 bench-jobs:

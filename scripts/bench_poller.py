@@ -1,13 +1,20 @@
 """Benchmark the poller against a simulated farm: polls/s, CPU, RSS and status age.
 
     .venv/bin/python scripts/bench_poller.py [--printers 1000] [--duration 60] [--interval 1]
-                                             [--blackhole 0.1] [--warmup 10]
+                                             [--blackhole 0.1] [--warmup 10] [--printing 0.2]
+                                             [--protocol moonraker|octoprint|bambu|mixed]
 
 The simulator (`manage.py simulate_printers`) runs in one process and `manage.py
 poll_printers` in another, both against a fresh temporary data dir and SQLite database.
 Phase 1 measures a healthy farm; phase 2 black-holes a share of the printers and measures
 again, so the healthy printers' status age shows whether dead printers delay live ones.
 Every subprocess is stopped in a finally block; results go to bench-results/poller.json.
+
+Bambu printers push instead of being polled: their status age is the time since the printer
+last sent a report to the poller's connection (the simulator's counters, as for a poll), and
+bench_probes adds what the poller's side shows: how many printers its stored status says are
+connected, bytes it has not read off its sockets, and how long a change made at a printer
+takes to reach the database.
 """
 
 from __future__ import annotations
@@ -27,16 +34,29 @@ from pathlib import Path
 
 import httpx
 import psutil
+from bench_probes import (
+    ChangeProbe,
+    DownWatch,
+    ProtocolAges,
+    farm_states,
+    live_count,
+    printer_ids,
+    socket_backlog,
+    state_counts,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 TARGETS = {
     "polls_per_s": 950.0,  # >= (for 1,000 printers at 1 s; scaled to 95 % of printers/interval)
     "cpu_percent": 50.0,  # <= (% of one core)
-    "peak_rss_mb": 150.0,  # <=
+    "peak_rss_mb": 150.0,  # <= (250 with Bambu printers: one TLS connection each)
     "p99_age_s": 2.0,  # <=
     "healthy_p99_change": 0.20,  # <= (relative)
+    "change_p99_s": 2.0,  # <= a change at a Bambu printer in the database (push printers only)
 }
+PUSH_PEAK_RSS_MB = 250.0
+CONNECT_TIMEOUT = 120.0  # seconds for every printer to show a reading before the warm-up
 
 
 def manage(*args: str) -> list[str]:
@@ -107,21 +127,40 @@ class Sampler:
 
 
 def measure(
-    control: httpx.Client, poller: Sampler, simulator: Sampler, duration: float, procs: list
+    control: httpx.Client,
+    poller: Sampler,
+    simulator: Sampler,
+    duration: float,
+    procs: list,
+    db: Path,
+    healthy: set[int],
+    probe_targets: dict[int, int],
+    per_protocol: bool,
 ) -> dict[str, object]:
+    """One phase. `healthy`: the pks of the printers that should show a reading throughout;
+    `probe_targets` (printer index -> pk): push printers whose changes are timed to the
+    database; `per_protocol`: also sample every printer's age by protocol (mixed farm)."""
+    live_before = farm_states(db)
+    probe = ChangeProbe(str(control.base_url), db, probe_targets) if probe_targets else None
+    ages = ProtocolAges(str(control.base_url)) if per_protocol else None
     control.post("/stats/reset").raise_for_status()
     wall0, cpu0, sim0 = time.monotonic(), poller.cpu(), simulator.cpu()
-    rss_samples = []
+    for thread in (probe, ages):
+        if thread is not None:
+            thread.start()
+    rss_samples, backlog_samples = [], []
     while time.monotonic() - wall0 < duration:
         for proc, name in procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode} during the measurement")
         rss_samples.append(poller.rss())
+        backlog_samples.append(socket_backlog(poller.proc.pid))
         simulator.rss()
         time.sleep(0.5)
     wall = time.monotonic() - wall0
     cpu, sim = poller.cpu() - cpu0, simulator.cpu() - sim0
     stats = control.get("/stats").raise_for_status().json()
+    live_after = farm_states(db)
     return {
         "seconds": round(wall, 1),
         "polls_per_s": stats["status_per_s"],
@@ -134,7 +173,47 @@ def measure(
         "age_healthy": stats["age_healthy"],
         "age_faulted": stats.get("age_faulted"),
         "simulator_cpu_percent": round(100 * sim / wall, 1),
+        "expected_live": len(healthy),
+        "live_at_start": live_count(live_before, healthy),
+        "live_at_end": live_count(live_after, healthy),
+        "states_at_end": state_counts(live_after, healthy),
+        "faulted_states_at_end": state_counts(live_after, set(live_after) - healthy),
+        "unread_bytes_max": max(b for b, _ in backlog_samples),
+        "unread_bytes_mean": round(sum(b for b, _ in backlog_samples) / len(backlog_samples)),
+        "unread_sockets_max": max(n for _, n in backlog_samples),
+        "change_to_db": probe.finish() if probe is not None else None,
+        "age_by_protocol": ages.finish() if ages is not None else None,
     }
+
+
+def phase_rows(label: str, phase: dict, pushes: bool) -> list[tuple[str, str, str, bool]]:
+    """Every printer that should be reachable shows a reading at the start and end of the
+    phase; with push printers, how long a change at one takes to reach the database."""
+    want = phase["expected_live"]
+    start, end = phase["live_at_start"], phase["live_at_end"]
+    rows = [(f"{label}printers connected, start/end", f"{start}/{end}", f"= {want}", start == end == want)]
+    for protocol, age in (phase["age_by_protocol"] or {}).items():
+        p99 = age["p99"]
+        rows.append(
+            (
+                f"{label}{protocol} p99 status age, s",
+                f"{p99}",
+                f"<= {TARGETS['p99_age_s']:g}",
+                p99 is not None and p99 <= TARGETS["p99_age_s"],
+            )
+        )
+    probe = phase["change_to_db"]
+    if pushes and probe is not None:
+        p99 = probe["p99"]
+        rows.append(
+            (
+                f"{label}change at printer -> DB, p99 s",
+                f"{p99}",
+                f"<= {TARGETS['change_p99_s']:g}",
+                p99 is not None and p99 <= TARGETS["change_p99_s"] and not probe["missed"],
+            )
+        )
+    return rows
 
 
 def verdict(ok: bool) -> str:
@@ -144,12 +223,14 @@ def verdict(ok: bool) -> str:
 def report(args, phases: dict[str, dict], shutdown: dict[str, object]) -> dict[str, object]:
     TARGETS["polls_per_s"] = round(0.95 * args.printers / args.interval, 1)
     one, two = phases["healthy"], phases.get("blackhole")
+    pushes = args.protocol in ("bambu", "mixed")
     rows = [
         (
-            "polls/s",
+            # A push printer sends at its own rate: no target for the poller there.
+            "polls + pushes/s" if pushes else "polls/s",
             f"{one['polls_per_s']:.0f}",
-            f">= {TARGETS['polls_per_s']:.0f}",
-            one["polls_per_s"] >= TARGETS["polls_per_s"],
+            "-" if pushes else f">= {TARGETS['polls_per_s']:.0f}",
+            pushes or one["polls_per_s"] >= TARGETS["polls_per_s"],
         ),
         (
             "poller CPU, % of one core",
@@ -169,6 +250,7 @@ def report(args, phases: dict[str, dict], shutdown: dict[str, object]) -> dict[s
             f"<= {TARGETS['p99_age_s']:g}",
             one["age"]["p99"] is not None and one["age"]["p99"] <= TARGETS["p99_age_s"],
         ),
+        *phase_rows("", one, pushes),
     ]
     change = None
     if two is not None:
@@ -200,6 +282,7 @@ def report(args, phases: dict[str, dict], shutdown: dict[str, object]) -> dict[s
                 f"<= +{TARGETS['healthy_p99_change']:.0%}",
                 change is not None and change <= TARGETS["healthy_p99_change"],
             ),
+            *phase_rows("[black-holed] ", two, pushes),
         ]
     width = max(len(r[0]) for r in rows)
     print()
@@ -217,6 +300,20 @@ def report(args, phases: dict[str, dict], shutdown: dict[str, object]) -> dict[s
             f"healthy p99 {phase['age_healthy']['p99']} s, simulator CPU {phase['simulator_cpu_percent']}%, "
             f"mean RSS {phase['mean_rss_mb']} MB"
         )
+        print(
+            f"    unread socket bytes max/mean {phase['unread_bytes_max']}/{phase['unread_bytes_mean']} "
+            f"(most sockets holding any: {phase['unread_sockets_max']}); "
+            f"states at end {phase['states_at_end']}"
+        )
+        if "faulted_shown_down_after_s" in phase:
+            print(
+                f"    black-holed printers: states at end {phase['faulted_states_at_end']}; each shown "
+                f"offline/error after (s from the fault) {phase['faulted_shown_down_after_s']}"
+            )
+        if phase["change_to_db"]:
+            print(f"    change at a Bambu printer -> its status row, s: {phase['change_to_db']}")
+        if phase["age_by_protocol"]:
+            print(f"    healthy printers' age by protocol (sampled every 2 s): {phase['age_by_protocol']}")
     print(f"  shutdown: {shutdown}")
     return {
         "printers": args.printers,
@@ -244,13 +341,24 @@ def main() -> int:
     parser.add_argument(
         "--printing",
         type=float,
-        default=0.0,
-        help="share of printers printing throughout (their status changes every poll: the write path)",
+        default=None,
+        help="share of printers printing throughout (their status changes every poll: the write path); "
+        "default 0.2 with Bambu printers (bambu, mixed), else 0",
     )
-    parser.add_argument("--protocol", default="moonraker", choices=["moonraker", "octoprint", "mixed"])
+    parser.add_argument(
+        "--protocol",
+        default="moonraker",
+        choices=["moonraker", "octoprint", "bambu", "mixed"],
+        help="mixed: the simulator's cycle of 3 Moonraker/OctoPrint pairs and 2 Bambu printers",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "poller.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir and logs")
     args = parser.parse_args()
+    pushes = args.protocol in ("bambu", "mixed")
+    if args.printing is None:
+        args.printing = 0.2 if pushes else 0.0
+    if pushes:
+        TARGETS["peak_rss_mb"] = PUSH_PEAK_RSS_MB
 
     data_dir = Path(tempfile.mkdtemp(prefix="printfarm-bench-poller-"))
     env = {
@@ -266,14 +374,16 @@ def main() -> int:
         LOG_LEVEL="INFO",
         PYTHONUNBUFFERED="1",
     )
-    base = free_port_block(args.printers + 1)
-    control_port = base + args.printers
+    # A Bambu printer has a second port (FTPS): the simulator puts those after every printer's own.
+    ports = 2 * args.printers if pushes else args.printers
+    base = free_port_block(ports + 1)
+    control_port = base + ports
     printers_file = data_dir / "printers.json"
     sim_log, poll_log = data_dir / "simulator.log", data_dir / "poller.log"
     simulator = poller = None
     shutdown: dict[str, object] = {}
     try:
-        print(f"data dir {data_dir}; ports {base}-{base + args.printers - 1}, control {control_port}")
+        print(f"data dir {data_dir}; ports {base}-{base + ports - 1}, control {control_port}")
         subprocess.run(manage("migrate", "--noinput", "-v", "0"), env=env, cwd=ROOT, check=True, timeout=120)
         with sim_log.open("wb") as log:
             simulator = subprocess.Popen(
@@ -298,6 +408,7 @@ def main() -> int:
                 manage("poll_printers", "--interval", str(args.interval)),
                 env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
+        poller_started = time.monotonic()
         if args.printing > 0:
             busy = range(0, round(args.printers * args.printing))
             for i in busy:
@@ -307,15 +418,38 @@ def main() -> int:
         procs = [(simulator, "simulator"), (poller, "poller")]
         poller_sampler, sim_sampler = Sampler(poller.pid), Sampler(simulator.pid)
         phases: dict[str, dict] = {}
+        db = data_dir / "printfarm.sqlite3"
+        entries = json.loads(printers_file.read_text())
+        pks = printer_ids(db)
+        bambu = {i: pks[e["name"]] for i, e in enumerate(entries) if e["protocol"] == "bambu"}
+
+        # TLS handshakes take a while at 1,000 printers: the warm-up starts once all show a reading.
+        wait_for(
+            lambda: live_count(farm_states(db)) == args.printers, CONNECT_TIMEOUT, "every printer", poller
+        )
+        connected_after = round(time.monotonic() - poller_started, 1)
+        print(f"every printer showed a reading {connected_after} s after the poller started")
 
         print(f"phase 1: healthy farm; warm-up {args.warmup:g} s, then {args.duration:g} s")
         time.sleep(args.warmup)
-        phases["healthy"] = measure(control, poller_sampler, sim_sampler, args.duration, procs)
+        everyone = set(pks.values())
+        mixed = args.protocol == "mixed"
+        phases["healthy"] = measure(
+            control, poller_sampler, sim_sampler, args.duration, procs, db, everyone, bambu, mixed
+        )
+        phases["healthy"]["connected_after_s"] = connected_after
         print(f"  {json.dumps(phases['healthy'])}")
 
         if args.blackhole > 0:
+            # Every step-th printer of each protocol, so a mixed farm loses its share of each.
             step = max(1, round(1 / args.blackhole))
-            holed = list(range(0, args.printers, step))
+            by_kind: dict[str, list[int]] = {}
+            for i, entry in enumerate(entries):
+                by_kind.setdefault(entry["protocol"], []).append(i)
+            holed = sorted(i for indexes in by_kind.values() for i in indexes[::step])
+            holed_pks = {pks[entries[i]["name"]] for i in holed}
+            down = DownWatch(db, holed_pks, args.warmup + args.duration)  # times from here
+            down.start()
             for i in holed:
                 control.post(f"/printers/{i}/fault", json={"fault": "blackhole"}).raise_for_status()
             print(
@@ -323,7 +457,19 @@ def main() -> int:
                 f"warm-up {args.warmup:g} s, then {args.duration:g} s"
             )
             time.sleep(args.warmup)
-            phases["blackhole"] = measure(control, poller_sampler, sim_sampler, args.duration, procs)
+            probed = {i: pk for i, pk in bambu.items() if pk not in holed_pks}
+            phases["blackhole"] = measure(
+                control,
+                poller_sampler,
+                sim_sampler,
+                args.duration,
+                procs,
+                db,
+                everyone - holed_pks,
+                probed,
+                mixed,
+            )
+            phases["blackhole"]["faulted_shown_down_after_s"] = down.finish()
             print(f"  {json.dumps(phases['blackhole'])}")
 
         t0 = time.monotonic()

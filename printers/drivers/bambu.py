@@ -59,9 +59,12 @@ from printers.state import PrinterStatus
 class BambuDriver(PushDriver):
     protocol: ClassVar[str] = "bambu"
     label: ClassVar[str] = "Bambu Lab (LAN)"
-    # Silence this long makes the driver ask for a full report (pushall) ...
-    silence: float = 30.0
-    # ... but not more often than this: P1P firmware lags for minutes after frequent pushalls.
+    # Silence this long makes the driver ask the printer something it answers: a full report
+    # (pushall) ...
+    silence: float = 10.0
+    # ... but not more often than this (P1P firmware lags for minutes after frequent pushalls);
+    # in between, its version (cheap). No answer within the reply timeout: the printer is gone,
+    # whatever MQTT's keepalive (60 s, then 60 s more) would say.
     pushall_every: float = 300.0
 
     def __init__(self, config: DriverConfig, client: httpx.AsyncClient) -> None:
@@ -252,8 +255,8 @@ class BambuDriver(PushDriver):
         self._report = {}
         async with self._connected() as client:
             await self._ask_for_everything(client)
-            heard = pushed = loop.time()  # the last readable report; the last pushall
-            asked = False  # a pushall sent because the printer went quiet, not answered yet
+            heard = pushed = asked_at = loop.time()  # the last readable report; pushall; question
+            asked = False  # a question sent because the printer went quiet, not answered yet
             last: PrinterStatus | None = None
             yielded = 0.0  # unchanged readings are passed on this often too: they say "still there"
             unreadable = self.malformed  # malformed reports before the last readable one
@@ -264,7 +267,7 @@ class BambuDriver(PushDriver):
                     if last is None:
                         wait = heard + self.reply_timeout  # the answer to the first pushall
                     else:
-                        wait = pushed + self.reply_timeout if asked else heard + self.silence
+                        wait = asked_at + self.reply_timeout if asked else heard + self.silence
                     try:
                         async with asyncio.timeout_at(wait):
                             message = await anext(messages)
@@ -272,16 +275,15 @@ class BambuDriver(PushDriver):
                         garbled = self.malformed - unreadable
                         if last is None or asked or garbled:
                             raise self._silent(loop.time() - heard, garbled) from TimeoutError()
+                        # P1 firmware is quiet while nothing changes: ask, and its answer says
+                        # the reading still holds (it is passed on again once heard).
                         if loop.time() - pushed >= self.pushall_every:
-                            await self._publish(
-                                client, "pushing", {"sequence_id": self._next_id(), "command": "pushall"}
-                            )
-                            pushed, asked = loop.time(), True
+                            kind, command, pushed = "pushing", "pushall", loop.time()
                         else:
-                            heard = loop.time()  # P1 firmware is quiet while nothing changes
-                            # The connection is alive (MQTT keepalive): the reading still holds.
-                            yielded = loop.time()
-                            yield last
+                            kind, command = "info", "get_version"
+                        question = {"sequence_id": self._next_id(), "command": command}
+                        await self._publish(client, kind, question)
+                        asked, asked_at = True, loop.time()
                         continue
                     malformed = self.malformed
                     changed = self._take(message.payload)

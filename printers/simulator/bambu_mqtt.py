@@ -309,7 +309,8 @@ class Broker:
                 raise ProtocolError("PUBLISH without packet id")
             packet_id = body[pos : pos + 2]
             pos += 2
-            session.send(bytes([(PUBACK if qos == 1 else PUBREC) << 4, 2]) + packet_id)
+            if self.device.fault != "blackhole":  # a black hole acknowledges nothing either
+                session.send(bytes([(PUBACK if qos == 1 else PUBREC) << 4, 2]) + packet_id)
         if topic == self.request_topic and self.device.fault != "blackhole":
             self.device.on_request(body[pos:], session)
 

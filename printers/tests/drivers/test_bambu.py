@@ -397,3 +397,27 @@ async def test_a_cancelled_upload_ends_its_thread_at_once_and_leaves_no_file(bam
         await eventually(lambda: not _uploading(), timeout=5.0)
     bambu_farm.set_fault(0, None)
     assert not bambu_farm.printers[0].file_path("big.gcode").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_printer_that_falls_silent_on_an_open_connection_is_not_shown_live(
+    bambu_farm, monkeypatch
+) -> None:
+    # Found by the benchmark: a black-holed printer kept its last status for 60-120 s, until
+    # MQTT's keepalive gave up, because its silence was taken for "nothing changed". Now a
+    # quiet printer is asked something it answers, and no answer is a visible status.
+    monkeypatch.setattr(BambuDriver, "silence", 0.5)
+    quiet, fine = await add_bambu(bambu_farm, 0), await add_bambu(bambu_farm, 1)
+    async with poller():
+        await eventually(lambda: shows(quiet, State.IDLE))
+        bambu_farm.set_fault(0, "blackhole")
+        await eventually(lambda: _not_live(quiet))
+        row = await PrinterStatusRow.objects.aget(pk=quiet.pk)
+        # Which comes first, the unanswered question or its unacknowledged publish, is timing.
+        assert row.message.startswith(("No report from the printer", "Lost the connection")), row.message
+        assert await shows(fine, State.IDLE)  # one printer's silence is its own
+
+
+async def _not_live(printer: Printer) -> bool:
+    row = await PrinterStatusRow.objects.aget(pk=printer.pk)
+    return row.state in (State.OFFLINE, State.ERROR)

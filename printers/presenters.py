@@ -119,6 +119,7 @@ class Card:
     bed_clear_url: str = ""  # set while the bed waits for an operator to confirm it is clear
     stale: bool = False  # its poller has stopped: this reading is no longer live (printers.health)
     trays: tuple[CardTray, ...] = ()  # its AMS trays and external spool, when it reports them
+    layers: str = ""  # "layer 12 of 300" on a print whose printer counts layers (Bambu)
 
     @property
     def progress_width(self) -> str:
@@ -283,6 +284,9 @@ def card_for(
         # Disabled printers are not polled anyway: their card says maintenance, not stale.
         stale=printer.enabled and (health or poller_health()).is_stale(printer.pk),
         trays=card_trays(row.trays) if row is not None and live else (),
+        layers=f"layer {row.layer} of {row.layer_count}"
+        if row is not None and row.layer and row.layer_count
+        else "",
     )
 
 

@@ -32,7 +32,8 @@ if .venv/bin/python scripts/services_up.py "$PG_URL" "$RD_URL"; then
     printfarm/api/tests/test_cura_plugin.py printfarm/api/tests/test_slicer_uploads.py \
     jobs/tests/test_library_facts.py jobs/tests/test_threemf.py jobs/tests/test_threemf_jobs.py \
     printers/tests/test_push_connections.py printers/tests/drivers/test_bambu.py printers/tests/test_bambu_forms.py \
-    printfarm/api/tests/test_bambu_printers.py jobs/tests/test_trays.py printers/tests/test_trays_card.py "$@"
+    printfarm/api/tests/test_bambu_printers.py jobs/tests/test_trays.py printers/tests/test_trays_card.py \
+    printers/tests/test_bambu_farm.py "$@"
 elif [ -n "${CI:-}" ]; then
   echo "PostgreSQL or Redis is not answering on 127.0.0.1; CI needs both." >&2
   exit 1

@@ -4,8 +4,10 @@ forgetting a pinned certificate."""
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from printers.forms import ConnectionTestForm, PrinterForm
+from printers.models import Printer
 from printers.tests.factories import PrinterFactory
 
 pytestmark = pytest.mark.django_db
@@ -97,3 +99,14 @@ def test_another_serial_is_another_printer_whose_certificate_is_pinned_afresh() 
     form = PrinterForm(data(api_key="", serial="01S00C999999999"), instance=printer)
     assert form.is_valid(), form.errors
     assert form.printer_fields()["certificate_pin"] == ""
+
+
+@pytest.mark.django_db
+def test_the_printer_page_names_a_bambu_printers_serial_code_and_pin(web):
+    printer = PrinterFactory(protocol="bambu", base_url="mqtts://192.0.2.7", serial="01S00C000000007")
+    Printer.objects.filter(pk=printer.pk).update(api_key="12345678", certificate_pin="ab" * 32)
+    page = web.get(reverse("printers:detail", args=[printer.pk])).content.decode()
+    assert "<dt>Serial</dt><dd>01S00C000000007</dd>" in page
+    assert "<dt>Access code</dt><dd>stored (hidden)</dd>" in page
+    assert "pinned (SHA-256 abababababababab…)" in page
+    assert 'href="mqtts://' not in page  # no link a browser can't open

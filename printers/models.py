@@ -48,6 +48,7 @@ class Printer(models.Model):
         MOONRAKER = "moonraker", "Klipper (Moonraker)"
         OCTOPRINT = "octoprint", "OctoPrint"
         BAMBU = "bambu", "Bambu Lab (LAN)"
+        PRUSALINK = "prusalink", "Prusa (PrusaLink)"
 
     class Material(models.TextChoices):
         PLA = "PLA", "PLA"
@@ -71,6 +72,9 @@ class Printer(models.Model):
     # Encrypted at rest (a Fernet token in the column, plaintext in Python), and write-only:
     # forms and the admin never render it back. Forms cap it at 200 characters.
     api_key = EncryptedTextField("API key", blank=True)
+    # PrusaLink: with a user name the key is the HTTP digest password (user "maker" on Buddy
+    # printers); without one it is sent as X-Api-Key.
+    username = models.CharField("user name", max_length=40, blank=True)
     enabled = models.BooleanField(default=True, help_text="Disabled printers are not polled.")
     tags = models.ManyToManyField(Tag, blank=True, related_name="printers")
     location = models.CharField(max_length=120, blank=True)
@@ -152,6 +156,8 @@ class PrinterStatusRow(models.Model):
     # The spools it can feed from (Bambu AMS trays and external spool): a list of
     # {"id", "type", "colour", "remaining", "active"}; see printers.state.Tray.
     trays = models.JSONField(default=list, blank=True)
+    light = models.BooleanField(null=True)  # chamber/work light on, where the printer reports it
+    bed_ready = models.BooleanField(default=False)  # PrusaLink READY ("Set Ready" pressed on it)
     state_since = models.DateTimeField(null=True)
     last_seen = models.DateTimeField(null=True, help_text="Last successful contact")
     # Bumped on every write; the change feed and websocket pushes key on it.

@@ -135,6 +135,9 @@ class PrinterStatus:
     layer: int | None = None
     layer_count: int | None = None
     trays: tuple[Tray, ...] = ()
+    light: bool | None = None  # chamber/work light, where the printer reports it (Bambu)
+    # PrusaLink's READY: someone pressed "Set Ready" on the printer, so its bed is clear.
+    bed_ready: bool = False
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod

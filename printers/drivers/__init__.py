@@ -10,6 +10,7 @@ import httpx
 
 from printers.drivers.bambu import BambuDriver
 from printers.drivers.base import (
+    Capability,
     Driver,
     DriverAuthError,
     DriverConfig,
@@ -25,6 +26,7 @@ from printers.drivers.octoprint import OctoPrintDriver
 __all__ = [
     "DRIVERS",
     "PROTOCOLS",
+    "Capability",
     "Driver",
     "DriverAuthError",
     "DriverConfig",

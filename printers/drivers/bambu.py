@@ -43,6 +43,7 @@ from printers.drivers.bambu_connection import (
 from printers.drivers.bambu_ftps import ImplicitFTPS, ftps_upload
 from printers.drivers.bambu_status import firmware_from_version, merge, status_from_report
 from printers.drivers.base import (
+    Capability,
     DriverAuthError,
     DriverConfig,
     DriverError,
@@ -59,6 +60,16 @@ from printers.state import PrinterStatus
 class BambuDriver(PushDriver):
     protocol: ClassVar[str] = "bambu"
     label: ClassVar[str] = "Bambu Lab (LAN)"
+    # The LAN protocol has no emergency stop (§4.2): the card offers Stop (cancel) instead.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.PAUSE,
+            Capability.RESUME,
+            Capability.CANCEL,
+            Capability.TEMPERATURE,
+            Capability.LIGHT,
+        }
+    )
     # Silence this long makes the driver ask the printer something it answers: a full report
     # (pushall) ...
     silence: float = 10.0
@@ -407,8 +418,10 @@ class BambuDriver(PushDriver):
         await self._print_command("stop", "the stop")
 
     async def emergency_stop(self) -> None:
-        # The LAN protocol has no emergency stop; `stop` halts the print at once (§4.2).
-        await self._print_command("stop", "the stop")
+        raise DriverError(
+            "Bambu Lab printers have no emergency stop over the LAN; use Cancel, or the printer's screen",
+            permanent=True,
+        )
 
     async def set_temperature(self, *, hotend: float | None = None, bed: float | None = None) -> None:
         lines = ""

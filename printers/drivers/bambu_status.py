@@ -244,8 +244,19 @@ def status_from_report(report: Mapping[str, Any], *, firmware: str = "") -> Prin
         layer=_count(report.get("layer_num")) if running else None,
         layer_count=_count(report.get("total_layer_num")) if running or state == State.FINISHED else None,
         trays=trays(report),
+        light=chamber_light(report),
         firmware=firmware,
     )
+
+
+def chamber_light(report: Mapping[str, Any]) -> bool | None:
+    """`lights_report: [{"node": "chamber_light", "mode": "on"|"off"|"flashing"}, ...]`."""
+    lights = report.get("lights_report")
+    for light in lights if isinstance(lights, list) else []:
+        if isinstance(light, Mapping) and light.get("node") == "chamber_light":
+            mode = light.get("mode")
+            return mode in {"on", "flashing"} if isinstance(mode, str) else None
+    return None
 
 
 def firmware_from_version(info: Mapping[str, Any]) -> str:

@@ -6,6 +6,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,6 +24,18 @@ def address_shown(url: str) -> str:
     """A stored address fit to show: without the user name and password an old row may hold
     (the forms refuse them now; messages built from an address reach every role)."""
     return _USERINFO.sub(r"\1", url)
+
+
+class Capability(StrEnum):
+    """What a printer can be told to do beyond printing a file: a driver lists the ones its
+    protocol carries, and a card, the API and the command view offer only those."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    TEMPERATURE = "temperature"  # set hotend/bed targets (preheat, cool down)
+    EMERGENCY_STOP = "emergency-stop"  # halt at once (M112 / Klipper's emergency stop)
+    LIGHT = "light"  # chamber or work light on/off
 
 
 class DriverError(Exception):
@@ -74,6 +87,7 @@ class PrintOptions:
 class DriverConfig:
     base_url: str  # e.g. http://10.0.0.7:7125 (no trailing slash needed)
     api_key: str = ""
+    username: str = ""  # PrusaLink: set = HTTP digest with api_key as the password
     serial: str = ""  # Bambu Lab: names the MQTT topics and the printer's certificate
     certificate_pin: str = ""  # SHA-256 hex of the printer's TLS certificate; blank = not pinned yet
     # Called with a certificate's SHA-256 the first time a printer without a pin is reached (the
@@ -92,6 +106,15 @@ class ProbeResult:
 class Driver(ABC):
     protocol: ClassVar[str]
     label: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.PAUSE,
+            Capability.RESUME,
+            Capability.CANCEL,
+            Capability.TEMPERATURE,
+            Capability.EMERGENCY_STOP,
+        }
+    )
 
     def __init__(self, config: DriverConfig, client: httpx.AsyncClient) -> None:
         self.config = config
@@ -142,6 +165,10 @@ class Driver(ABC):
     async def start(self, remote_name: str, options: PrintOptions | None = None) -> None:
         """Start printing a file already on the printer. Returns only when the printer's reply
         says the print was taken; an unreadable reply raises (the caller then asks the status)."""
+
+    async def set_light(self, *, on: bool) -> None:
+        """Switch the chamber/work light (drivers listing Capability.LIGHT)."""
+        raise DriverError("This printer has no light printfarm can switch", permanent=True)
 
     async def print_history(self, remote_name: str) -> PrintRecord | None:
         """The printer's record of the newest print of `remote_name`, or None when it keeps no

@@ -18,7 +18,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from printers.drivers import DRIVERS, Driver, DriverAuthError, DriverError, PrinterBusy, PushDriver
+from printers.drivers import (
+    DRIVERS,
+    Capability,
+    Driver,
+    DriverAuthError,
+    DriverError,
+    PrinterBusy,
+    PushDriver,
+)
 from printers.drivers.http import make_client
 from printers.simulator import FAULTS, SimPrinter, SimulatedFarm
 from printers.simulator.printer import BAMBU_FAULTS, faults_for
@@ -49,9 +57,6 @@ class Profile:
     cancelled_message: str
     # Moonraker keeps a job history; OctoPrint keeps none.
     keeps_history: bool
-    # Klipper's and OctoPrint's emergency stop halts the firmware (error); Bambu's LAN protocol
-    # has none, its driver stops the print.
-    emergency_stop_state: State = State.ERROR
     # Klipper and OctoPrint refuse to start a missing file and stay idle; Bambu firmware takes
     # the job and fails it (FAILED with a print_error).
     missing_file_state: State = State.IDLE
@@ -84,7 +89,6 @@ PROFILES: dict[str, Profile] = {
         refuses_cancel_when_idle=False,
         cancelled_message="Print cancelled",
         keeps_history=False,
-        emergency_stop_state=State.IDLE,
         missing_file_state=State.ERROR,
         reports_error_text=False,
         known_bugs={},
@@ -310,18 +314,41 @@ async def test_cancel_ends_the_print(
     assert last_outcome(farm) == "cancelled"
 
 
+async def refused_without(driver: Driver, capability: Capability, command: Callable[[], object]) -> bool:
+    """A driver that doesn't list `capability` refuses its command at once, in words, without
+    touching the printer; True when it did (the caller's case is then done)."""
+    if capability in driver.capabilities:
+        return False
+    with pytest.raises(DriverError) as caught:
+        await command()  # type: ignore[misc]
+    assert caught.value.permanent and caught.value.message
+    return True
+
+
 @pytest.mark.parametrize("setup", [_print, lambda farm: None], ids=["printing", "idle"])
 async def test_emergency_stop_halts_the_printer(
-    farm: SimulatedFarm, driver: Driver, profile: Profile, setup: Callable[[SimulatedFarm], None]
+    farm: SimulatedFarm, driver: Driver, setup: Callable[[SimulatedFarm], None]
 ) -> None:
     setup(farm)
+    if await refused_without(driver, Capability.EMERGENCY_STOP, driver.emergency_stop):
+        return
     await driver.emergency_stop()
-    status = await wait_for(driver, profile.emergency_stop_state)
-    assert_sane(status)
+    assert_sane(await wait_for(driver, State.ERROR))
     assert all(entry["outcome"] != "in_progress" for entry in farm.print_log(0))
 
 
+async def test_light_switches_where_the_printer_has_one(driver: Driver) -> None:
+    if await refused_without(driver, Capability.LIGHT, lambda: driver.set_light(on=False)):
+        return
+    await driver.set_light(on=False)
+    await wait_for(driver, State.IDLE, check=lambda s: s.light is False)
+    await driver.set_light(on=True)
+    await wait_for(driver, State.IDLE, check=lambda s: s.light is True)
+
+
 async def test_preheat_then_cool_down(driver: Driver) -> None:
+    if await refused_without(driver, Capability.TEMPERATURE, lambda: driver.set_temperature(bed=60)):
+        return
     await driver.set_temperature(hotend=205.5, bed=60)
     status = await wait_for(driver, State.IDLE, check=lambda s: s.hotend_target == 205.5)
     assert status.bed_target == 60.0

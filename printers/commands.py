@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import httpx
 from asgiref.sync import sync_to_async
 
-from printers.drivers import Driver, DriverConfig, DriverError, ProbeResult, get_driver
+from printers.drivers import DRIVERS, Capability, Driver, DriverConfig, DriverError, ProbeResult, get_driver
 from printers.drivers.base import address_shown
 from printers.drivers.http import make_client
 from printers.models import Printer, PrinterStatusRow
@@ -34,7 +34,8 @@ PROBE_TIMEOUT = 4.0
 # behind the card's buttons (commands_for_state) and the refusal of a command posted anyway
 # (command_refusal). An emergency stop needs a printer that takes commands (State.REACHABLE):
 # not an offline one, nor one still connecting (Klipper not ready, OctoPrint's serial port
-# closed).
+# closed). Each command also needs its Capability in the printer's driver: a printer is never
+# offered what its protocol can't carry (PrusaLink has no temperatures, Bambu no e-stop).
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +44,13 @@ class Command:
     label: str  # button text
     done: str  # result line on success
     states: frozenset[State]  # where it can work; a card in any other state hides its button
+    capability: Capability  # what the printer's driver must list to carry it
     style: str = ""  # button variant (css)
     confirm: str = ""  # hx-confirm question; blank = no confirmation
     hint: str = ""  # button tooltip
     hotend: float | None = None
     bed: float | None = None
+    light: bool | None = None  # the light command: on or off
 
     async def run(self, driver: Driver) -> None:
         if self.name == "pause":
@@ -58,6 +61,8 @@ class Command:
             await driver.cancel()
         elif self.name == "emergency-stop":
             await driver.emergency_stop()
+        elif self.light is not None:
+            await driver.set_light(on=self.light)
         else:
             await driver.set_temperature(hotend=self.hotend, bed=self.bed)
 
@@ -65,13 +70,14 @@ class Command:
 COMMANDS: dict[str, Command] = {
     c.name: c
     for c in (
-        Command("pause", "Pause", "Pause sent", frozenset({State.PRINTING})),
-        Command("resume", "Resume", "Resume sent", frozenset({State.PAUSED})),
+        Command("pause", "Pause", "Pause sent", frozenset({State.PRINTING}), Capability.PAUSE),
+        Command("resume", "Resume", "Resume sent", frozenset({State.PAUSED}), Capability.RESUME),
         Command(
             "cancel",
             "Cancel",
             "Cancel sent",
             State.RUNNING,
+            Capability.CANCEL,
             style="warn",
             confirm="Cancel the current print?",
         ),
@@ -80,6 +86,7 @@ COMMANDS: dict[str, Command] = {
             "PLA",
             "Preheating for PLA (200/60 °C)",
             State.FREE,
+            Capability.TEMPERATURE,
             hint="Preheat for PLA: hotend 200 °C, bed 60 °C",
             hotend=200,
             bed=60,
@@ -89,6 +96,7 @@ COMMANDS: dict[str, Command] = {
             "PETG",
             "Preheating for PETG (235/80 °C)",
             State.FREE,
+            Capability.TEMPERATURE,
             hint="Preheat for PETG: hotend 235 °C, bed 80 °C",
             hotend=235,
             bed=80,
@@ -98,6 +106,7 @@ COMMANDS: dict[str, Command] = {
             "ABS",
             "Preheating for ABS (245/100 °C)",
             State.FREE,
+            Capability.TEMPERATURE,
             hint="Preheat for ABS: hotend 245 °C, bed 100 °C",
             hotend=245,
             bed=100,
@@ -107,6 +116,7 @@ COMMANDS: dict[str, Command] = {
             "Cool down",
             "Cooling down (heaters off)",
             State.FREE,
+            Capability.TEMPERATURE,
             hint="Turn both heaters off",
             hotend=0,
             bed=0,
@@ -116,21 +126,64 @@ COMMANDS: dict[str, Command] = {
             "E-stop",
             "Emergency stop sent",
             State.REACHABLE,
+            Capability.EMERGENCY_STOP,
             style="danger",
             confirm="Emergency stop? The printer halts at once and usually needs a firmware restart.",
+        ),
+        Command(
+            "light-on",
+            "Light on",
+            "Light switched on",
+            State.REACHABLE,
+            Capability.LIGHT,
+            hint="Switch the chamber light on",
+            light=True,
+        ),
+        Command(
+            "light-off",
+            "Light off",
+            "Light switched off",
+            State.REACHABLE,
+            Capability.LIGHT,
+            hint="Switch the chamber light off",
+            light=False,
         ),
     )
 }
 
 
-def commands_for_state(state: State) -> list[Command]:
-    """The buttons a card shows for a printer in `state`, in COMMANDS order."""
-    return [c for c in COMMANDS.values() if state in c.states]
+def capabilities_of(protocol: str) -> frozenset[Capability]:
+    """What a printer of `protocol` can be told to do (nothing for a protocol this version
+    has no driver for: a stale row can't be commanded)."""
+    driver = DRIVERS.get(protocol)
+    return driver.capabilities if driver is not None else frozenset()
 
 
-def command_refusal(command: Command, state: State, message: str = "") -> str:
-    """Why `command` can't work on a printer in `state` (whose status says `message`), in
-    the operator's words; "" when it can."""
+def commands_for_state(state: State, protocol: str, *, light: bool | None = None) -> list[Command]:
+    """The buttons a card shows for a printer of `protocol` in `state`, in COMMANDS order. A
+    printer that reports its light gets the one switch that changes it, otherwise both."""
+    offered = capabilities_of(protocol)
+    return [
+        c
+        for c in COMMANDS.values()
+        if state in c.states and c.capability in offered and (light is None or c.light != light)
+    ]
+
+
+def unsupported(command: Command, protocol: str) -> str:
+    """Why a printer of `protocol` can't carry `command` at all; "" when it can."""
+    if command.capability in capabilities_of(protocol):
+        return ""
+    driver = DRIVERS.get(protocol)
+    kind = driver.label if driver is not None else f"“{protocol}”"
+    return f"{kind} printers have no “{command.label}” command"
+
+
+def command_refusal(command: Command, state: State, message: str = "", protocol: str = "") -> str:
+    """Why `command` can't work on a printer of `protocol` in `state` (whose status says
+    `message`), in the operator's words; "" when it can."""
+    if protocol and (reason := unsupported(command, protocol)):
+        return reason
     if state in command.states:
         return ""
     detail = f": {message}" if message else ""
@@ -158,23 +211,29 @@ class Outcome:
     probe: ProbeResult | None = None
 
 
+def printer_config(printer: Printer) -> DriverConfig:
+    """What a short-lived web-side driver needs to reach a stored printer."""
+    return DriverConfig(
+        base_url=printer.base_url,
+        api_key=printer.api_key,
+        username=printer.username,
+        serial=printer.serial,
+        certificate_pin=printer.certificate_pin,
+    )
+
+
 async def _call(
     *,
     protocol: str,
-    base_url: str,
-    api_key: str,
+    config: DriverConfig,
     timeout: float,
     call: Callable[[Driver], Awaitable[ProbeResult | None]],
-    serial: str = "",
-    certificate_pin: str = "",
 ) -> ProbeResult | None:
     """Run one driver call; DriverError carries the message to show for anything that fails."""
+    base_url = config.base_url
     client_timeout = httpx.Timeout(timeout, connect=min(timeout, 3.0))
     try:
         async with make_client(timeout=client_timeout, max_connections=4) as client:
-            config = DriverConfig(
-                base_url=base_url, api_key=api_key, serial=serial, certificate_pin=certificate_pin
-            )
             driver = get_driver(protocol, config, client)
             # The driver may pick longer per-request timeouts; this bounds the whole call.
             async with asyncio.timeout(timeout + 1):
@@ -189,27 +248,11 @@ async def _call(
         raise DriverError(f"Unexpected error talking to {address_shown(base_url)}: {exc}") from exc
 
 
-async def connection_probe(
-    *,
-    protocol: str,
-    base_url: str,
-    api_key: str,
-    timeout: float = PROBE_TIMEOUT,
-    serial: str = "",
-    certificate_pin: str = "",
-) -> Outcome:
+async def connection_probe(*, protocol: str, config: DriverConfig, timeout: float = PROBE_TIMEOUT) -> Outcome:
     """What the "Test connection" button and the check after saving report. A Bambu printer's
-    certificate is checked against `certificate_pin` but not pinned here (the poller pins)."""
+    certificate is checked against `config.certificate_pin` but not pinned here (the poller pins)."""
     try:
-        result = await _call(
-            protocol=protocol,
-            base_url=base_url,
-            api_key=api_key,
-            timeout=timeout,
-            call=lambda driver: driver.probe(),
-            serial=serial,
-            certificate_pin=certificate_pin,
-        )
+        result = await _call(protocol=protocol, config=config, timeout=timeout, call=lambda d: d.probe())
     except DriverError as exc:
         return Outcome(ok=False, message=exc.message)
     assert result is not None
@@ -226,7 +269,8 @@ async def _refusal(printer: Printer, command: Command) -> str:
     rows = PrinterStatusRow.objects.filter(printer_id=printer.pk).values_list("state", "message")
     row = await rows.afirst()
     stored, message = row if row is not None else (None, "")
-    return command_refusal(command, shown_state(enabled=printer.enabled, stored=stored), message)
+    state = shown_state(enabled=printer.enabled, stored=stored)
+    return command_refusal(command, state, message, printer.protocol)
 
 
 async def command_send(
@@ -249,22 +293,14 @@ async def command_send(
     async def call(driver: Driver) -> None:
         await command.run(driver)
 
-    refusal = await _refusal(printer, command) if check_state else ""
+    refusal = await _refusal(printer, command) if check_state else unsupported(command, printer.protocol)
     if refusal:
         outcome = Outcome(ok=False, message=refusal)
         event = f"{command.label} not sent: {refusal}"
         logger.info("Command %s to printer %s not sent: %s", command.name, printer.pk, refusal)
     else:
         try:
-            await _call(
-                protocol=printer.protocol,
-                base_url=printer.base_url,
-                api_key=printer.api_key,
-                timeout=timeout,
-                call=call,
-                serial=printer.serial,
-                certificate_pin=printer.certificate_pin,
-            )
+            await _call(protocol=printer.protocol, config=printer_config(printer), timeout=timeout, call=call)
         except DriverError as exc:
             outcome = Outcome(ok=False, message=exc.message)
             event = f"{command.label} failed: {exc.message}"

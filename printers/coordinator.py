@@ -48,7 +48,17 @@ SAMPLE_INTERVAL = 30.0  # one temperature sample per printer this often (charts 
 SUMMARY_INTERVAL = 60.0
 LAG_PROBE = 0.25  # seconds between event-loop lag probes
 STOP_GRACE = 10.0  # seconds a background task gets to finish once cancelled at shutdown
-_CONFIG_COLUMNS = ("pk", "name", "protocol", "base_url", "api_key", "serial", "certificate_pin", "updated_at")
+_CONFIG_COLUMNS = (
+    "pk",
+    "name",
+    "protocol",
+    "base_url",
+    "api_key",
+    "username",
+    "serial",
+    "certificate_pin",
+    "updated_at",
+)
 # A push connection that failed is reopened after 1-30 s (the Bambu apps' back-off), with jitter.
 RECONNECT_MIN, RECONNECT_MAX = 1.0, 30.0
 
@@ -309,6 +319,7 @@ class Coordinator:
                 protocol=row["protocol"],
                 base_url=row["base_url"],
                 api_key=row["api_key"],
+                username=row["username"],
                 serial=row["serial"],
                 certificate_pin=row["certificate_pin"],
             )
@@ -379,7 +390,12 @@ class Coordinator:
             else:
                 # Fixed rate from the scheduled start, so event-loop lag doesn't accumulate;
                 # a poll that overran its slot is followed at once, not by a burst.
-                poller.next_at = max(scheduled + self.interval, now)
+                poller.next_at = max(scheduled + self._interval_of(poller), now)
+
+    def _interval_of(self, poller: PrinterPoller) -> float:
+        """The farm's interval, or longer where the printer's protocol asks for it."""
+        minimum = type(poller.driver).poll_interval if poller.driver is not None else None
+        return max(self.interval, minimum or 0.0)
 
     def driver_for(self, pk: int) -> Driver:
         """The driver of a printer this coordinator polls (KeyError if it doesn't)."""
@@ -393,6 +409,7 @@ class Coordinator:
             driver_config = DriverConfig(
                 base_url=config.base_url,
                 api_key=config.api_key,
+                username=config.username,
                 serial=config.serial,
                 certificate_pin=config.certificate_pin,
                 on_certificate=functools.partial(self._pin_certificate, poller),

@@ -23,6 +23,7 @@ PRINTER_FIELDS = (
     "name",
     "protocol",
     "base_url",
+    "username",
     "serial",
     "enabled",
     "location",
@@ -194,6 +195,39 @@ def _bambu_fields(form: forms.BaseForm, protocol: str | None) -> None:
     ).strip()
 
 
+def clean_username(value: str, protocol: str | None) -> str:
+    """PrusaLink's digest user ("maker" on Buddy printers); no other protocol signs in with one."""
+    username = value.strip()
+    if protocol != Printer.Protocol.PRUSALINK:
+        return ""
+    if username and not re.fullmatch(r"[\w.@+-]{1,40}", username):
+        raise forms.ValidationError("A user name has letters, digits and . @ + - _ only.", code="username")
+    return username
+
+
+def _prusalink_fields(form: forms.BaseForm, protocol: str | None) -> None:
+    """A PrusaLink printer signs in with the password its menu shows (digest, user "maker"), or
+    an API key (Prusa-Link on a Raspberry Pi); both go in the key field."""
+    if protocol != Printer.Protocol.PRUSALINK:
+        return
+    form.fields["api_key"].label = "Password or API key"
+    form.fields["api_key"].help_text = (
+        "On the printer: Settings → Network → PrusaLink (the password). "
+        + ("Leave blank to keep the current one." if getattr(form, "editing", False) else "")
+    ).strip()
+
+
+def username_field() -> forms.CharField:
+    return forms.CharField(
+        label="User name",
+        required=False,
+        max_length=40,
+        strip=True,
+        help_text="PrusaLink: “maker” signs in with the printer's password (HTTP digest); "
+        "blank sends the key as X-Api-Key",
+    )
+
+
 def api_key_field() -> forms.CharField:
     # render_value=False: a stored or re-submitted key never goes back into the HTML.
     return forms.CharField(
@@ -219,6 +253,7 @@ class PrinterForm(forms.ModelForm):
     """Add or edit a printer. The API key is write-only: blank on edit keeps the stored one."""
 
     base_url = AddressField(label="Address", help_text="e.g. http://192.168.1.50:7125 or http://octopi.local")
+    username = username_field()
     api_key = api_key_field()
     clear_api_key = forms.BooleanField(label="Clear the stored API key", required=False)
     forget_certificate = forms.BooleanField(
@@ -238,6 +273,7 @@ class PrinterForm(forms.ModelForm):
             "name",
             "protocol",
             "base_url",
+            "username",
             "api_key",
             "serial",
             "enabled",
@@ -271,10 +307,15 @@ class PrinterForm(forms.ModelForm):
             del self.fields["forget_certificate"]
         # The model's choices include a blank option; a protocol is required.
         self.fields["protocol"].choices = Printer.Protocol.choices
-        _bambu_fields(self, self.data.get("protocol") if self.is_bound else self.instance.protocol)
+        protocol = self.data.get("protocol") if self.is_bound else self.instance.protocol
+        _bambu_fields(self, protocol)
+        _prusalink_fields(self, protocol)
 
     def clean_serial(self) -> str:
         return clean_serial(self.cleaned_data.get("serial") or "")
+
+    def clean_username(self) -> str:
+        return clean_username(self.cleaned_data.get("username") or "", self.data.get("protocol"))
 
     def clean_tags(self) -> list[str]:
         names = parse_tags(self.cleaned_data.get("tags") or "")
@@ -345,10 +386,15 @@ class ConnectionTestForm(forms.Form):
     api_key = api_key_field()
     clear_api_key = forms.BooleanField(required=False)
     serial = forms.CharField(label="Serial number", required=False, max_length=40, strip=True)
+    username = username_field()
 
     def clean_serial(self) -> str:
         return clean_serial(self.cleaned_data.get("serial") or "")
 
+    def clean_username(self) -> str:
+        return clean_username(self.cleaned_data.get("username") or "", self.data.get("protocol"))
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         _bambu_fields(self, self.data.get("protocol"))
+        _prusalink_fields(self, self.data.get("protocol"))

@@ -29,6 +29,7 @@ class PrinterConfig:
     protocol: str
     base_url: str
     api_key: str = ""
+    username: str = ""
     serial: str = ""
     certificate_pin: str = ""
 

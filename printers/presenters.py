@@ -255,8 +255,10 @@ def card_for(
 
     hotend, bed = temps("hotend"), temps("bed")
     message = row.message if row is not None else "Waiting for the first poll"
+    light = row.light if row is not None and live else None
     actions = tuple(
-        Action(command=c, url=urls.command(printer.pk, c.name)) for c in commands_for_state(state)
+        Action(command=c, url=urls.command(printer.pk, c.name))
+        for c in commands_for_state(state, printer.protocol, light=light)
     )
     return Card(
         pk=printer.pk,

@@ -21,7 +21,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from printers.cards import render_grid_cards
-from printers.commands import COMMANDS, Outcome, command_send, connection_probe
+from printers.commands import COMMANDS, Outcome, command_send, connection_probe, printer_config
+from printers.drivers import DriverConfig
 from printers.drivers.base import address_shown
 from printers.forms import ConnectionTestForm, PrinterForm
 from printers.models import Printer, Tag
@@ -121,12 +122,7 @@ async def _check_after_save(request: HttpRequest, printer: Printer) -> None:
         messages.success(request, f"Saved {printer.name}. It is disabled, so it won't be polled.")
         return
     outcome = await connection_probe(
-        protocol=printer.protocol,
-        base_url=printer.base_url,
-        api_key=printer.api_key,
-        timeout=SAVE_PROBE_TIMEOUT,
-        serial=printer.serial,
-        certificate_pin=printer.certificate_pin,
+        protocol=printer.protocol, config=printer_config(printer), timeout=SAVE_PROBE_TIMEOUT
     )
     if outcome.ok:
         messages.success(request, f"Saved {printer.name}. {outcome.message}.")
@@ -202,16 +198,17 @@ async def test_connection(request: HtmxHttpRequest, pk: int | None = None) -> Ht
         )
         if not key and same_printer and not form.cleaned_data["clear_api_key"]:
             key = printer.api_key
-        outcome = await connection_probe(
-            protocol=form.cleaned_data["protocol"],
+        config = DriverConfig(
             base_url=form.cleaned_data["base_url"],
             api_key=key,
+            username=form.cleaned_data["username"],
             serial=form.cleaned_data["serial"],
             # A pinned certificate belongs to the stored address and serial only.
             certificate_pin=printer.certificate_pin
             if printer is not None and same_printer and printer.serial == form.cleaned_data["serial"]
             else "",
         )
+        outcome = await connection_probe(protocol=form.cleaned_data["protocol"], config=config)
     else:
         problems = [
             f"{form.fields[name].label or name}: {' '.join(errors)}" for name, errors in form.errors.items()

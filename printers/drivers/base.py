@@ -115,6 +115,9 @@ class Driver(ABC):
             Capability.EMERGENCY_STOP,
         }
     )
+    # The shortest time between two polls this protocol's printers stand (None: the farm's
+    # interval); PrusaLink's Buddy serves three connections for every client on the network.
+    poll_interval: ClassVar[float | None] = None
 
     def __init__(self, config: DriverConfig, client: httpx.AsyncClient) -> None:
         self.config = config

@@ -153,6 +153,10 @@ async def test_a_bambu_printer_on_every_page_and_obeying_its_card(make_farm, web
         await eventually(lambda: shows(printer, *State.FREE))
         assert await command(web, printer, "preheat-pla") == 302
         assert (farm.printers[0].extruder.target, farm.printers[0].bed.target) == (200, 60)
+        # The light switch the card offers (the printer reports its light: on at first).
+        assert await command(web, printer, "light-off") == 302
+        assert not farm.bambu(0).light_on
+        await eventually(lambda: PrinterStatusRow.objects.filter(pk=printer.pk, light=False).aexists())
 
         # A fault and its recovery are the printer's events.
         farm.set_fault(0, "offline")
@@ -171,6 +175,7 @@ async def test_a_bambu_printer_on_every_page_and_obeying_its_card(make_farm, web
         "resume: Resume sent",
         "cancel: Cancel sent",
         "preheat-pla: Preheating for PLA (200/60 °C)",
+        "light-off: Light switched off",
     ]
     detail = await page(web, reverse("printers:detail", args=[printer.pk]))
     assert "Went offline" in detail

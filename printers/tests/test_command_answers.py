@@ -12,7 +12,7 @@ import pytest
 from django.urls import reverse
 
 from printers.commands import COMMANDS, command_refusal, commands_for_state
-from printers.drivers import Driver, DriverConfig, DriverError, PrinterBusy, get_driver
+from printers.drivers import DRIVERS, Driver, DriverConfig, DriverError, PrinterBusy, get_driver
 from printers.drivers.http import make_client
 from printers.models import Printer, PrinterEvent
 from printers.simulator import SimulatedFarm, running_farm
@@ -96,7 +96,9 @@ async def test_moonraker_command_at_an_address_without_moonraker_says_so(
 # -- OctoPrint ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(COMMANDS))
+@pytest.mark.parametrize(
+    "name", [n for n, c in COMMANDS.items() if c.capability in DRIVERS["octoprint"].capabilities]
+)
 async def test_octoprint_without_its_serial_link_says_not_connected(
     moonraker_and_octoprint_sims: SimulatedFarm, http: httpx.AsyncClient, name: str
 ) -> None:
@@ -138,13 +140,41 @@ BUTTONS = {
 }
 
 
-def test_every_state_offers_exactly_the_commands_it_does_not_refuse() -> None:
+@pytest.mark.parametrize("protocol", sorted(DRIVERS))
+def test_every_state_offers_exactly_the_commands_it_does_not_refuse(protocol: str) -> None:
+    """The one rule for every protocol: its state's buttons, less what its driver can't carry."""
     assert set(BUTTONS) == set(State)
+    can = DRIVERS[protocol].capabilities
     for state in State:
-        offered = [c.name for c in commands_for_state(state)]
-        assert offered == BUTTONS[state], state
+        offered = [c.name for c in commands_for_state(state, protocol)]
+        lights = ["light-on", "light-off"] if state in State.REACHABLE else []
+        expected = [n for n in BUTTONS[state] + lights if COMMANDS[n].capability in can]
+        assert offered == [n for n in COMMANDS if n in expected], (protocol, state)
         for name, command in COMMANDS.items():
-            assert (command_refusal(command, state) == "") == (name in offered), (state, name)
+            refused = command_refusal(command, state, protocol=protocol)
+            assert (refused == "") == (name in offered), (protocol, state, name)
+
+
+def test_a_printer_that_reports_its_light_is_offered_the_switch_that_changes_it() -> None:
+    names = lambda light: [c.name for c in commands_for_state(State.IDLE, "bambu", light=light)]  # noqa: E731
+    assert "light-off" in names(True) and "light-on" not in names(True)
+    assert "light-on" in names(False) and "light-off" not in names(False)
+    assert "emergency-stop" not in names(None)
+
+
+@pytest.mark.django_db
+def test_a_command_the_protocol_lacks_is_refused_unsent_in_words(client) -> None:
+    """Bambu's LAN protocol has no emergency stop: a posted one is refused and recorded, never sent."""
+    client.force_login(UserFactory())
+    printer = set_status(PrinterFactory(protocol="bambu", serial="01P00A000000001"), State.PRINTING)
+    response = client.post(reverse("printers:command", args=[printer.pk, "emergency-stop"]), **HX)
+    answer = "Bambu Lab (LAN) printers have no “E-stop” command"
+    assert f'<p class="card-result err" role="status">{answer}</p>' in response.content.decode()
+    event = printer.events.filter(kind=PrinterEvent.Kind.COMMAND).get()
+    assert event.message == f"E-stop not sent: {answer}"
+    operator, _ = api_client(Role.OPERATOR)
+    refused = operator.post(f"/api/v1/printers/{printer.pk}/commands/emergency-stop")
+    assert refused.status_code == 409 and refused.json()["message"] == answer
 
 
 def card_buttons(body: str, printer: Printer) -> list[str]:
@@ -230,3 +260,16 @@ def test_card_preheat_on_a_moonraker_whose_klipper_went_away_says_so(client) -> 
     assert 'class="card-result err"' in body
     assert "Klipper is not ready: Moonraker has no connection to Klipper" in body
     assert "HTTP 404" not in body
+
+
+@pytest.mark.django_db
+def test_bambu_card_offers_its_light_switch_and_no_emergency_stop(client) -> None:
+    client.force_login(UserFactory())
+    printer = set_status(PrinterFactory(protocol="bambu", serial="01P00A000000002"), State.PRINTING, light=True)
+    body = client.get(reverse("printers:dashboard")).content.decode()
+    assert card_buttons(body, printer) == ["pause", "cancel", "light-off"]
+    set_status(printer, State.IDLE, light=False)
+    detail = client.get(reverse("printers:detail", args=[printer.pk])).content.decode()
+    assert card_buttons(detail, printer) == [*PREHEATS, "light-on"]
+    operator, _ = api_client(Role.OPERATOR)
+    assert operator.get(f"/api/v1/printers/{printer.pk}").json()["commands"] == [*PREHEATS, "light-on"]

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from printers.commands import connection_probe
+from printers.commands import connection_probe, printer_config
 from printers.models import Printer, PrinterEvent, TemperatureSample
 from printers.services import printer_event_record
 from printers.simulator import running_farm
@@ -38,9 +38,7 @@ def sim_printer(farm, index: int, **fields) -> Printer:
 
 
 def probe(printer: Printer):
-    outcome = asyncio.run(
-        connection_probe(protocol=printer.protocol, base_url=printer.base_url, api_key=printer.api_key)
-    )
+    outcome = asyncio.run(connection_probe(protocol=printer.protocol, config=printer_config(printer)))
     assert outcome.ok, outcome.message
     return outcome.probe.status
 

@@ -98,6 +98,8 @@ class PrinterStatusOut(Schema):
     layer: int | None = Field(description="the layer printing now, where the printer says")
     layer_count: int | None
     trays: list[TrayOut] = Field(description="AMS trays and external spool (Bambu); [] for others")
+    light: bool | None = Field(description="chamber light on, where the printer reports it (Bambu)")
+    bed_ready: bool = Field(description="PrusaLink: “Set Ready” pressed on the printer (its bed is clear)")
     since: dt.datetime | None
     last_seen: dt.datetime | None
 
@@ -118,8 +120,14 @@ class PrinterOut(Schema):
     bed_clear: bool
     has_api_key: bool = Field(description="the key itself is never sent back")
     serial: str = Field(description="Bambu Lab: the printer's serial number; blank for others")
+    username: str = Field(description="PrusaLink: the digest user name; blank for others")
     certificate_pin: str = Field(
         description="Bambu Lab: SHA-256 of the TLS certificate pinned on first use; blank until then"
+    )
+    commands: list[str] = Field(
+        examples=[["pause", "cancel", "emergency-stop"]],
+        description="what POST /printers/{id}/commands/{name} takes now: the commands its state "
+        "allows and its protocol carries (the card's buttons)",
     )
     status: PrinterStatusOut
 
@@ -141,6 +149,12 @@ class PrinterIn(Body):
         description="write-only (Bambu Lab: the LAN access code)",
     )
     serial: str = Field("", max_length=_PRINTER["serial"].max_length, description="Bambu Lab: required")
+    username: str = Field(
+        "",
+        max_length=_PRINTER["username"].max_length,
+        description="PrusaLink: “maker” signs in with api_key as the digest password; "
+        "blank sends it as X-Api-Key",
+    )
     enabled: StrictBool = True
     tags: list[str] = []
     location: str = ""
@@ -168,6 +182,7 @@ class PrinterPatch(Body):
         None, max_length=_PRINTER["api_key"].max_length, description='write-only; "" or null removes it'
     )
     serial: str = unchanged_if_absent(max_length=_PRINTER["serial"].max_length)
+    username: str = unchanged_if_absent(max_length=_PRINTER["username"].max_length)
     certificate_pin: None = Field(
         None, description="null forgets the pinned certificate (a replaced printer); nothing else is taken"
     )

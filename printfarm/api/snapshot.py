@@ -18,6 +18,7 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.db.models import Count, Max
 
+from printers.commands import commands_for_state
 from printers.drivers.base import address_shown
 from printers.health import poller_health
 from printers.models import Printer, PrinterStatusRow
@@ -52,7 +53,9 @@ def printer_dict(p: Printer) -> dict:
         "bed_clear": p.bed_clear,
         "has_api_key": bool(p.api_key),
         "serial": p.serial,
+        "username": p.username,
         "certificate_pin": p.certificate_pin,
+        "commands": [c.name for c in commands_for_state(state, p.protocol, light=row.light if row else None)],
         "status": {
             "state": state.value,
             "message": row.message if row else "",
@@ -70,6 +73,8 @@ def printer_dict(p: Printer) -> dict:
             "layer_count": row.layer_count if row else None,
             # Checked again on the way out: the row holds what a printer on the network said.
             "trays": [dataclasses.asdict(t) for t in stored_trays(row.trays)] if row else [],
+            "light": row.light if row else None,
+            "bed_ready": row.bed_ready if row else False,
             "since": _iso(row.state_since) if row else None,
             "last_seen": _iso(row.last_seen) if row else None,
         },

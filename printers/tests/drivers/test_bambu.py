@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import sys
 import traceback
 from collections.abc import AsyncIterator
@@ -18,7 +19,7 @@ from printers.coordinator import Coordinator
 from printers.drivers.bambu import BambuDriver
 from printers.drivers.bambu_connection import parse_address
 from printers.drivers.bambu_status import hms_text, merge, print_error_text, status_from_report
-from printers.drivers.base import DriverError, PrinterBusy, PrintOptions
+from printers.drivers.base import DriverConfig, DriverError, PrinterBusy, PrintOptions
 from printers.drivers.http import make_client
 from printers.models import Printer, PrinterStatusRow
 from printers.services import printer_create, printer_update
@@ -351,12 +352,17 @@ async def test_the_light_switches(bambu_farm) -> None:
 
 async def test_test_connection_names_the_firmware_and_checks_a_pin_it_is_given(bambu_farm) -> None:
     device = bambu_farm.bambu(0)
-    address = {"protocol": "bambu", "base_url": bambu_farm.printers[0].base_url, "serial": device.serial}
-    outcome = await connection_probe(**address, api_key=device.access_code)
+    config = DriverConfig(
+        base_url=bambu_farm.printers[0].base_url, api_key=device.access_code, serial=device.serial
+    )
+    outcome = await connection_probe(protocol="bambu", config=config)
     assert outcome.ok and outcome.message.startswith("Connected: Bambu Lab firmware 01.08.02.00")
-    refused = await connection_probe(**address, api_key=device.access_code, certificate_pin="0" * 64)
+    pinned = dataclasses.replace(config, certificate_pin="0" * 64)
+    refused = await connection_probe(protocol="bambu", config=pinned)
     assert not refused.ok and refused.message.startswith("The printer's certificate changed")
-    wrong = await connection_probe(**address | {"serial": "01S00C999999999"}, api_key=device.access_code)
+    wrong = await connection_probe(
+        protocol="bambu", config=dataclasses.replace(config, serial="01S00C999999999")
+    )
     assert not wrong.ok and "check the serial number" in wrong.message
 
 

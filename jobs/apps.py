@@ -5,6 +5,7 @@ from django.apps import AppConfig
 
 class JobsConfig(AppConfig):
     name = "jobs"
+    verbose_name = "Files, queue and history"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:

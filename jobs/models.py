@@ -57,6 +57,7 @@ class GcodeFile(models.Model):
 
     class Meta:
         ordering = ["-uploaded_at"]
+        verbose_name = "print file"
         constraints = [
             models.UniqueConstraint(fields=["sha256", "folder", "name"], name="gcodefile_content_name"),
         ]

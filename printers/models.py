@@ -166,6 +166,8 @@ class PrinterStatusRow(models.Model):
 
     class Meta:
         db_table = "printers_printerstatus"
+        verbose_name = "printer status"
+        verbose_name_plural = "printer statuses"
 
     def __str__(self) -> str:
         return f"{self.printer_id}: {self.state}"

@@ -7,6 +7,13 @@ from django.urls import include, path, re_path
 from printfarm.api import octoprint
 from printfarm.api.api import api
 
+# The admin speaks of the farm, not of "Django administration".
+admin.site.site_header = "printfarm administration"
+admin.site.site_title = "printfarm admin"
+admin.site.index_title = "Farm data"
+
+handler500 = "printfarm.errors.server_error"
+
 urlpatterns = [
     path("", include("printers.urls")),
     path("", include("jobs.urls")),

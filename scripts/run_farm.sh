@@ -46,7 +46,8 @@ if [ "$DEMO_PRINTERS" -gt 0 ]; then
   pids+=($!)
   for _ in $(seq 100); do [ -s "$demo_file" ] && break; sleep 0.1; done
   [ -s "$demo_file" ] || { echo "The printer simulator did not start (port $DEMO_PORT in use?)." >&2; exit 1; }
-  $py manage.py register_printers "$demo_file" --tag demo
+  # Nobody clears a simulated bed: demo printers take their next job on their own.
+  $py manage.py register_printers "$demo_file" --tag demo --auto-clear
   $py scripts/demo_prints.py "http://127.0.0.1:$((DEMO_PORT - 1))"
   $py manage.py demo_files
 fi
@@ -59,6 +60,9 @@ for _ in $(seq 100); do
   $py -c "import socket,sys; socket.create_connection(('$HOST', $PORT), 1)" 2>/dev/null && break
   sleep 0.2
 done
+# The address and login come last, after the start-up lines of the three processes.
+$py manage.py wait_poller --timeout 20
+sleep 1
 echo
 echo "printfarm is running at http://$HOST:$PORT/"
 echo "$login"

@@ -5,5 +5,6 @@ from django.apps import AppConfig
 
 class AccountsConfig(AppConfig):
     name = "printfarm.accounts"
+    verbose_name = "Users, tokens and audit"
     label = "accounts"
     default_auto_field = "django.db.models.BigAutoField"

@@ -13,15 +13,22 @@ from printers.models import Printer
 
 class Command(BaseCommand):
     help = (
-        "Register printers from a JSON list of {name, protocol, base_url[, api_key, serial, tags]}; "
+        "Register printers from a JSON list of {name, protocol, base_url[, api_key, username, serial, "
+        "tags]}; "
         "skips names that exist."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("file", type=Path)
         parser.add_argument("--tag", action="append", default=[], help="tag every printer added")
+        parser.add_argument(
+            "--auto-clear",
+            action="store_true",
+            help="take the next job without a person confirming the bed (the demo farm: nobody "
+            "is there to clear simulated beds)",
+        )
 
-    def handle(self, *args, file: Path, tag: list[str], **options):
+    def handle(self, *args, file: Path, tag: list[str], auto_clear: bool, **options):
         try:
             entries = json.loads(file.read_text())
         except (OSError, ValueError) as exc:
@@ -38,7 +45,9 @@ class Command(BaseCommand):
                     "base_url": entry["base_url"],
                     "api_key": entry.get("api_key", ""),
                     "serial": entry.get("serial", ""),  # Bambu printers
+                    "username": entry.get("username", ""),  # PrusaLink printers (digest)
                     "location": entry.get("location", ""),
+                    "auto_clear": auto_clear,
                 },
                 tags=[*tag, *entry.get("tags", [])],
                 by="register_printers",

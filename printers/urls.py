@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from printers import views
+from printers import bulk_views, views
 
 app_name = "printers"
 urlpatterns = [
@@ -16,5 +16,7 @@ urlpatterns = [
     path("printers/<int:pk>/test-connection/", views.test_connection, name="test_connection"),
     path("printers/<int:pk>/command/<slug:name>/", views.printer_command, name="command"),
     path("printers/<int:pk>/bed-cleared/", views.bed_cleared, name="bed_cleared"),
+    path("printers/bulk/", bulk_views.bulk_action_view, name="bulk"),
+    path("printers/clear-beds/", bulk_views.clear_beds_view, name="clear_beds"),
     path("poller-health/", views.poller_health_banner, name="poller_health"),
 ]

@@ -7,6 +7,7 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModif
 from ninja import Query, Router, Status
 from pydantic import Field
 
+from printers import bulk
 from printers.commands import COMMANDS, command_send
 from printers.forms import PrinterForm
 from printers.models import Printer
@@ -51,6 +52,45 @@ async def farm_status(request: HttpRequest):
     response["ETag"] = snap.etag
     response["Cache-Control"] = "private, no-cache"
     return response
+
+
+def _bulk_out(action: str, results: list[bulk.BulkResult]) -> dict:
+    ok = sum(r.ok for r in results)
+    rows = [{"id": r.printer_id, "name": r.name, "ok": r.ok, "message": r.message} for r in results]
+    return {"action": action, "ok": ok, "failed": len(results) - ok, "results": rows}
+
+
+@router.post(
+    "/printers/actions",
+    response={200: schemas.BulkOut, **ERRORS},
+    summary="One action on many printers (operator; enable/disable: admin)",
+    description="Each printer's action is sent, refused or fails on its own, and is audited like a "
+    "single command; the answer has a result per printer. Actions: " + ", ".join(bulk.ACTIONS) + ".",
+)
+async def printers_action(request: HttpRequest, body: schemas.BulkIn):
+    if body.action not in bulk.ACTIONS:
+        raise Http404(f"No action {body.action!r}; try one of: {', '.join(bulk.ACTIONS)}.")
+    actor = need(request, bulk.action_role(body.action))
+    results = await bulk.bulk_action(
+        action=body.action, printer_ids=body.printers, by=actor.user, via=actor.via
+    )
+    snapshot.invalidate()
+    return _bulk_out(body.action, results)
+
+
+@router.post(
+    "/printers/clear-beds",
+    response={200: schemas.BulkOut, **ERRORS},
+    summary="Confirm every waiting bed clear (operator)",
+    description="Every enabled printer whose finished print waits for its bed to be cleared may take "
+    "its next job; one result per printer.",
+)
+async def printers_clear_beds(request: HttpRequest):
+    actor = need(request, Role.OPERATOR)
+    ids = await sync_to_async(bulk.beds_waiting)()
+    results = await bulk.bulk_action(action=bulk.BED_CLEARED, printer_ids=ids, by=actor.user, via=actor.via)
+    snapshot.invalidate()
+    return _bulk_out(bulk.BED_CLEARED, results)
 
 
 @router.get("/printers/{printer_id}", response={200: schemas.PrinterOut, **ERRORS})

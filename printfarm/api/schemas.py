@@ -419,3 +419,26 @@ class UserPatch(Body):
     role: RoleCode = unchanged_if_absent()
     is_active: StrictBool = unchanged_if_absent()
     email: str | None = Field(None, description='"" or null clears it')
+
+
+class BulkIn(Body):
+    action: str = Field(
+        examples=["pause"],
+        description="a printer command (pause, resume, cancel, preheat-pla, cooldown, …), bed-cleared, "
+        "or enable / disable (admin)",
+    )
+    printers: list[StrictInt] = Field(min_length=1, max_length=1000, description="printer ids")
+
+
+class BulkResultOut(Schema):
+    id: int
+    name: str = Field(description="blank when no such printer")
+    ok: bool
+    message: str
+
+
+class BulkOut(Schema):
+    action: str
+    ok: int = Field(description="printers where it worked")
+    failed: int = Field(description="printers where it was refused or failed")
+    results: list[BulkResultOut] = Field(description="one per printer, in the order sent")

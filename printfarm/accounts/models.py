@@ -106,3 +106,31 @@ class AuditEntry(models.Model):
         return (
             f"{self.at:%Y-%m-%d %H:%M} {self.username} {self.action} {self.target_type} {self.target_label}"
         )
+
+
+class DisplayLink(models.Model):
+    """A read-only link for an unattended screen (a TV showing the wall): opening it signs the
+    browser in as the link's own viewer account, kept to the wall; revoking it disables that
+    account, so the screen is signed out on its next request. Shown once, like a token:
+    `pfd_<prefix>_<secret>`, of which only a digest is stored."""
+
+    name = models.CharField(max_length=80)
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="display_link"
+    )
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

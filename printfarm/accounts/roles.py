@@ -143,4 +143,9 @@ def roles(request: HttpRequest) -> dict[str, Any]:
     """Template context: what the current user may do, so pages hide what they can't."""
     role = role_of(getattr(request, "user", None))
     rank = RANK[role] if role else -1
-    return {"user_role": role, "can_operate": rank >= 1, "can_admin": rank >= 2}
+    # Kiosk: no navigation (a screen signed in by a display link, or ?kiosk=1 on the wall).
+    from printfarm.accounts.displays import SESSION_KEY  # displays imports this module
+
+    session = getattr(request, "session", None)
+    kiosk = request.GET.get("kiosk") == "1" or bool(session is not None and session.get(SESSION_KEY))
+    return {"user_role": role, "can_operate": rank >= 1, "can_admin": rank >= 2, "kiosk": kiosk}

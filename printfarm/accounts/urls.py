@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from printfarm.accounts import views
+from printfarm.accounts import display_views, views
 
 app_name = "accounts"
 urlpatterns = [
@@ -17,4 +17,7 @@ urlpatterns = [
     path("account/tokens/<int:pk>/revoke/", views.token_revoke_view, name="token_revoke"),
     path("account/password/", views.password_change, name="password_change"),
     path("audit/", views.audit_log, name="audit"),
+    path("displays/", display_views.display_list, name="displays"),
+    path("displays/<int:pk>/revoke/", display_views.display_revoke_view, name="display_revoke"),
+    path("display/<str:secret>/", display_views.display_open, name="display_open"),
 ]

@@ -68,6 +68,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
     users = (
         get_user_model()
         .objects.select_related("profile")
+        .filter(display_link=None)  # a display link's own account: managed on the Displays page
         .annotate(tokens=Count("api_tokens", filter=Q(api_tokens__revoked_at=None)))
         .order_by("username")
     )

@@ -1,4 +1,4 @@
-.PHONY: run test bench bench-poller bench-web bench-jobs bench-load lint chaos
+.PHONY: run test bench bench-poller bench-web bench-jobs bench-load bench-cameras bench-wall lint chaos
 run:
 	./scripts/run_farm.sh
 test:
@@ -13,6 +13,12 @@ bench-web:
 	.venv/bin/python scripts/bench_web.py
 bench-jobs:
 	.venv/bin/python scripts/bench_jobs.py
+# 100 simulated cameras on the camera wall in headless chromium (needs scripts/install_browser.sh)
+bench-cameras:
+	env -u DATABASE_URL -u REDIS_URL .venv/bin/python scripts/bench_cameras.py $(CAMERAS_ARGS)
+# The wall with 1,000 printers in headless chromium: load time, bytes, poller write -> card (issue 12)
+bench-wall:
+	env -u DATABASE_URL -u REDIS_URL .venv/bin/python scripts/bench_wall.py $(WALL_ARGS)
 # Poller crashes + printer faults vs the simulator's print log; seeds: PRINTFARM_CHAOS_SEEDS="1 2"
 CHAOS_SEEDS ?= random
 chaos:

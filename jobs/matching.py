@@ -62,6 +62,8 @@ class Candidate:
     model: str = ""  # as slicers name it; blank takes files sliced for any model
     tags: frozenset[str] = frozenset()
     bed_clear: bool = True
+    # Its firmware confirms a clear bed itself (PrusaLink's "Set Ready" on the printer's screen).
+    sets_ready: bool = False
     job_id: int | None = None  # a job of ours assigned to, uploading to or printing on it
     # The spools it reports loaded (a Bambu AMS): when there are any, they decide the material
     # and colours instead of the operator's `material`.
@@ -173,6 +175,11 @@ def unavailable(printer: Candidate, now: dt.datetime) -> Reason | None:
     if state == State.ERROR:
         return Reason(ReasonCode.ERROR, f"error: {printer.message}" if printer.message else "in error")
     if not printer.bed_clear:
+        if printer.sets_ready:
+            return Reason(
+                ReasonCode.BED_NOT_CLEAR,
+                "bed not confirmed clear: waiting for Set Ready on the printer or Bed cleared here",
+            )
         return Reason(ReasonCode.BED_NOT_CLEAR, "bed not confirmed clear")
     return None
 

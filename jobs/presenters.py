@@ -11,8 +11,9 @@ from django.urls import reverse
 from jobs.metadata.fields import Filament
 from jobs.models import GcodeFile, Job
 from jobs.services import plate_of
-from printers.colours import safe_colour
-from printers.presenters import CardJob
+from printers.colours import colour_name, safe_colour
+from printers.formatting import format_number
+from printers.presenters import CardFilament, CardJob
 
 
 def card_jobs(printer_ids: Iterable[int]) -> dict[int, CardJob]:
@@ -34,9 +35,23 @@ def card_jobs(printer_ids: Iterable[int]) -> dict[int, CardJob]:
             else None,
             # An assigned job's note is where it went ("to sim-3") unless it waits for a retry.
             note=job.reason if job.state != Job.State.ASSIGNED or job.retry_at else "",
+            filaments=card_filaments(job_filaments(job)),
         )
         for job in jobs
     }
+
+
+def card_filaments(filaments: Iterable[Filament]) -> tuple[CardFilament, ...]:
+    """A job's filaments as its card line shows them: type, colour and grams per slot."""
+    shown = []
+    for filament in filaments:
+        if not (filament.type or filament.colour or filament.grams):
+            continue  # a slot the file names but says nothing about
+        grams = f"{format_number(filament.grams)} g" if filament.grams else ""
+        what = " ".join(w for w in (filament.type, colour_name(filament.colour)) if w) or "filament"
+        title = f"slot {filament.slot}: {what}{f', {grams}' if grams else ''}"
+        shown.append(CardFilament(type=filament.type, colour=filament.colour, grams=grams, title=title))
+    return tuple(shown)
 
 
 # -- a library file's facts: what a farm needs to choose a printer --------------------------------

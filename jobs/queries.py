@@ -74,6 +74,7 @@ def candidate(printer: Printer, job_id: int | None) -> Candidate:
         model=printer.model,
         tags=frozenset(t.name for t in printer.tags.all()),
         bed_clear=printer.bed_clear,
+        sets_ready=printer.protocol == Printer.Protocol.PRUSALINK,
         job_id=job_id,
         trays=stored_trays(status.trays) if status else (),
     )

@@ -15,8 +15,9 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from jobs.models import GcodeFile, Job, JobEvent
+from notifications import events as notify
 from printers.changes import announce
-from printers.models import Printer, Tag
+from printers.models import Printer, PrinterStatusRow, Tag
 from printers.services import printer_bed_set
 from printfarm.accounts.audit import audit_record, is_user, user_name
 
@@ -77,6 +78,7 @@ def job_transition(job: Job, to: str, *, by: object = None, reason: str = "", **
         JobEvent.objects.create(
             job=job, at=now, from_state=current, to_state=to, by=user_name(by), reason=reason[:REASON_MAX]
         )
+        notify.job_moved(job, from_state=current, to_state=to, reason=reason)  # the outbox, same transaction
         # The cards of the printer it leaves and the one it goes to show the job.
         going_to = values["printer"].pk if values.get("printer") is not None else values.get("printer_id")
         announce({pk for pk in (job.printer_id, going_to) if pk})
@@ -373,9 +375,12 @@ def job_print_now(job: Job, printer: Printer, *, by: object = None, via: str = "
 
 
 def print_ended(printer: Printer) -> None:
-    """After a print the bed holds a part: no new job until an operator clears it (or auto-clear)."""
-    if not printer.auto_clear:
-        printer_bed_set(printer.pk, clear=False)
+    """After a print the bed holds a part: no new job until an operator clears it (or auto-clear).
+    A PrusaLink printer already reading READY had "Set Ready" pressed after the print ended (a
+    new print clears it), faster than the print's end reached us: its bed stays clear."""
+    if printer.auto_clear or PrinterStatusRow.objects.filter(pk=printer.pk, bed_ready=True).exists():
+        return
+    printer_bed_set(printer.pk, clear=False)
 
 
 def filament_used(job: Job, progress: float | None) -> float | None:

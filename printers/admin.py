@@ -41,7 +41,15 @@ class PrinterAdmin(admin.ModelAdmin):
             connection.append("clear_api_key")
             if obj.certificate_pin:  # Bambu Lab: pinned on first use; forgetting it re-pins
                 connection += ["certificate_pin", "forget_certificate"]
-        return [(None, {"fields": connection}), ("Details", {"fields": _DETAILS})]
+        # Camera URLs are write-only too (they may hold a password): blank keeps, the tick removes.
+        camera = ["camera_snapshot_url", "camera_stream_url", "camera_on_card"]
+        if obj is not None and (obj.camera_snapshot_url or obj.camera_stream_url):
+            camera.append("clear_camera")
+        return [
+            (None, {"fields": connection}),
+            ("Details", {"fields": _DETAILS}),
+            ("Camera", {"fields": camera}),
+        ]
 
     def save_model(self, request: HttpRequest, obj: Printer, form: PrinterForm, change: bool) -> None:
         # Writes go through the services (status row, config events, audit), not obj.save().

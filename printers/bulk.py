@@ -12,7 +12,6 @@ from asgiref.sync import sync_to_async
 from printers.commands import COMMANDS, command_send
 from printers.models import Printer
 from printers.services import printer_bed_set, printer_update
-from printfarm.accounts.models import Role
 
 # Printers asked at once: a farm-wide pause answers in seconds without opening hundreds of
 # connections from the web process at the same moment.
@@ -39,9 +38,14 @@ def action_label(action: str) -> str:
     return {BED_CLEARED: "Bed cleared", ENABLE: "Enable", DISABLE: "Disable"}.get(action, action)
 
 
-def action_role(action: str) -> Role:
-    """The role an action needs: enabling/disabling is a change of configuration."""
-    return Role.ADMIN if action in (ENABLE, DISABLE) else Role.OPERATOR
+def bulk_choices(*, admin: bool) -> list[tuple[str, str, bool]]:
+    """(action, label, destructive) for the dashboard's bulk bar, the admin-only ones for admins."""
+    return [(a, action_label(a), a in DESTRUCTIVE) for a in ACTIONS if admin or not needs_admin(a)]
+
+
+def needs_admin(action: str) -> bool:
+    """Enabling/disabling is a change of configuration (admins); the rest is an operator's."""
+    return action in (ENABLE, DISABLE)
 
 
 def beds_waiting() -> list[int]:

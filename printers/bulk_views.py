@@ -11,6 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from printers import bulk
+from printfarm.accounts.models import Role
 from printfarm.accounts.roles import RoleDenied, allows, operator_required, role_of
 from printfarm.web import HtmxHttpRequest, safe_next, wants_fragment
 
@@ -45,7 +46,7 @@ async def bulk_action_view(request: HtmxHttpRequest) -> HttpResponse:
     if action not in bulk.ACTIONS:
         return HttpResponse(f"No action {action!r}.", status=400, content_type="text/plain")
     user = await request.auser()
-    needed = bulk.action_role(action)
+    needed = Role.ADMIN if bulk.needs_admin(action) else Role.OPERATOR
     if not await sync_to_async(allows)(user, needed):
         raise RoleDenied(needed, await sync_to_async(role_of)(user))
     ids = _ids(request)

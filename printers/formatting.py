@@ -59,3 +59,18 @@ def format_clock(moment: dt.datetime, now: dt.datetime) -> str:
     if local.date() == timezone.localtime(now).date():
         return local.strftime("%H:%M")
     return f"{local.day} {local.strftime('%b %H:%M')}"
+
+
+def format_end(moment: dt.datetime, now: dt.datetime) -> str:
+    """When something ends, in the server's time zone: '14:35' today, 'tomorrow 02:10', 'Thu
+    02:10' within the week, '3 Mar 02:10' after that."""
+    local = timezone.localtime(moment)
+    days = (local.date() - timezone.localtime(now).date()).days
+    clock = local.strftime("%H:%M")
+    if days <= 0:
+        return clock
+    if days == 1:
+        return f"tomorrow {clock}"
+    if days < 7:
+        return f"{local.strftime('%a')} {clock}"
+    return f"{local.day} {local.strftime('%b')} {clock}"

@@ -34,6 +34,7 @@ PRINTER_FIELDS = (
     "build_z",
     "material",
     "auto_clear",
+    "camera_on_card",
 )
 
 
@@ -149,7 +150,13 @@ class BambuAddressField(forms.CharField):
             return text
         if "@" in text or "\\" in text or any(c.isspace() for c in text):
             raise forms.ValidationError("Enter the printer's IP address or host name.", code="invalid")
-        parts = urlsplit(text if "://" in text else f"mqtts://{text}")
+        try:
+            # urlsplit itself refuses a bracketed host that is no IPv6 address ("[printer]").
+            parts = urlsplit(text if "://" in text else f"mqtts://{text}")
+        except ValueError:
+            raise forms.ValidationError(
+                "Enter the printer's IP address or host name.", code="invalid"
+            ) from None
         try:
             port = parts.port
             ftps = parts.query.removeprefix("ftps=") if parts.query else ""
@@ -239,6 +246,28 @@ def api_key_field() -> forms.CharField:
     )
 
 
+class CameraUrlField(forms.CharField):
+    """A webcam's snapshot or stream URL: http(s) only, a user name and password allowed (the
+    value is stored encrypted and never shown again), link-local and metadata hosts refused."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("max_length", 500)
+        kwargs.setdefault("widget", forms.URLInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+        super().__init__(**kwargs)
+
+    def clean(self, value: Any) -> str:
+        from printers.cameras import camera_url_problem  # it imports the address helpers above
+
+        url = super().clean(value)
+        if url and "://" not in url:
+            url = f"http://{url}"
+        problem = camera_url_problem(url) if url else ""
+        if problem:
+            raise forms.ValidationError(problem, code="camera_url")
+        return url
+
+
 def parse_tags(raw: str) -> list[str]:
     """'Lab-A, resin ,lab-a' -> ['lab-a', 'resin'] (lower case, de-duplicated, order kept)."""
     names: list[str] = []
@@ -266,6 +295,14 @@ class PrinterForm(forms.ModelForm):
         max_length=500,
         help_text="Comma-separated, e.g. lab-a, prusa",
     )
+    # Write-only, like the key: never filled from the stored value (printers.cameras).
+    camera_snapshot_url = CameraUrlField(
+        label="Snapshot URL", help_text="e.g. http://192.168.1.50/webcam/?action=snapshot"
+    )
+    camera_stream_url = CameraUrlField(
+        label="Stream URL (MJPEG)", help_text="e.g. http://192.168.1.50/webcam/?action=stream"
+    )
+    clear_camera = forms.BooleanField(label="Remove the stored camera", required=False)
 
     class Meta:
         model = Printer
@@ -286,6 +323,7 @@ class PrinterForm(forms.ModelForm):
             "build_z",
             "material",
             "auto_clear",
+            "camera_on_card",
         ]
         widgets = {
             "name": forms.TextInput(attrs={"autofocus": True}),
@@ -305,11 +343,29 @@ class PrinterForm(forms.ModelForm):
             self.fields["api_key"].help_text = "OctoPrint needs one; Moonraker usually doesn't."
         if not (self.editing and self.instance.certificate_pin):
             del self.fields["forget_certificate"]
+        self._camera_help()
         # The model's choices include a blank option; a protocol is required.
         self.fields["protocol"].choices = Printer.Protocol.choices
         protocol = self.data.get("protocol") if self.is_bound else self.instance.protocol
         _bambu_fields(self, protocol)
         _prusalink_fields(self, protocol)
+
+    def _camera_help(self) -> None:
+        """On edit, say a camera URL is stored (its host only) and that blank keeps it."""
+        from printers.cameras import camera_host
+
+        stored = False
+        for name in ("camera_snapshot_url", "camera_stream_url"):
+            url = getattr(self.instance, name, "") if self.editing else ""
+            if url:
+                stored = True
+                shown = camera_host(url)
+                self.fields[name].help_text = f"Stored (camera at {shown}); leave blank to keep it."
+        if not stored:
+            del self.fields["clear_camera"]
+            if not self.editing:
+                for name in ("camera_snapshot_url", "camera_stream_url"):
+                    self.fields[name].help_text += ". Blank: found from the printer on save, if it says"
 
     def clean_serial(self) -> str:
         return clean_serial(self.cleaned_data.get("serial") or "")
@@ -375,6 +431,12 @@ class PrinterForm(forms.ModelForm):
         key = self.new_api_key()
         if key is not None:
             fields["api_key"] = key
+        for name in ("camera_snapshot_url", "camera_stream_url"):
+            url = self.cleaned_data.get(name, "")
+            if self.cleaned_data.get("clear_camera"):
+                fields[name] = url  # cleared, or replaced by what was typed with the tick
+            elif url or not self.editing:
+                fields[name] = url
         return fields
 
 

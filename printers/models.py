@@ -111,6 +111,16 @@ class Printer(models.Model):
         help_text="Take the next job as soon as a print ends, without an operator confirming "
         "the bed is clear (for printers with a part remover or a belt).",
     )
+    # The printer's webcam (printers.cameras), fetched by the server only: browsers get our
+    # /camera/ URLs, never these. Encrypted and write-only like the key, since camera URLs
+    # often carry a user name and password (http://user:pass@host/...).
+    camera_snapshot_url = EncryptedTextField("camera snapshot URL", blank=True)
+    camera_stream_url = EncryptedTextField("camera stream URL", blank=True)
+    camera_on_card = models.BooleanField(
+        "camera on the dashboard card",
+        default=True,
+        help_text="Show a snapshot on the card, refreshed every few seconds while it is on screen.",
+    )
     # Set by the farm when a print ends, cleared by an operator; changed with update() so
     # the poller doesn't take it for an edit of the printer's configuration.
     bed_clear = models.BooleanField(default=True)
@@ -158,6 +168,8 @@ class PrinterStatusRow(models.Model):
     trays = models.JSONField(default=list, blank=True)
     light = models.BooleanField(null=True)  # chamber/work light on, where the printer reports it
     bed_ready = models.BooleanField(default=False)  # PrusaLink READY ("Set Ready" pressed on it)
+    # The printer's own image of `file` kept by printers.thumbnails (its key), for prints no job sent.
+    thumbnail = models.CharField(max_length=32, blank=True)
     state_since = models.DateTimeField(null=True)
     last_seen = models.DateTimeField(null=True, help_text="Last successful contact")
     # Bumped on every write; the change feed and websocket pushes key on it.

@@ -7,6 +7,7 @@ import datetime as dt
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 from urllib.parse import urlencode
 
 from django.urls import reverse
@@ -14,12 +15,21 @@ from django.utils import timezone
 
 from printers.colours import colour_name
 from printers.commands import Command, commands_for_state
-from printers.formatting import format_clock, format_duration, format_temperature, format_temperature_compact
+from printers.finding import GROUPS, SORTS, SortKeys, find_text, print_end, sort_keys
+from printers.formatting import (
+    format_clock,
+    format_duration,
+    format_end,
+    format_temperature,
+    format_temperature_compact,
+)
 from printers.health import PollerHealth, poller_health
 from printers.models import Printer, PrinterStatusRow, Tag, TemperatureSample
 from printers.queries import farm_state_counts
 from printers.state import State, shown_state
+from printers.thumbnails import is_key
 from printers.trays import stored_trays
+from printers.web_ui import web_ui
 
 STATE_ORDER = (
     State.PRINTING,
@@ -43,6 +53,16 @@ class Action:
 
 
 @dataclass(frozen=True, slots=True)
+class CardFilament:
+    """One filament a job prints with, as its card's job line shows it."""
+
+    type: str  # "PLA", "" when the slicer didn't say
+    colour: str  # "#RRGGBB" checked by printers.colours, or ""
+    grams: str  # "12 g", "" when unknown
+    title: str  # the tooltip: "slot 2: PETG black, 12 g"
+
+
+@dataclass(frozen=True, slots=True)
 class CardJob:
     """The farm job on a printer, as its card shows it."""
 
@@ -54,6 +74,7 @@ class CardJob:
     transfer_percent: float | None = None  # while the file is being sent
     state: str = ""  # the job's state code: "printing" shows as "paused" on a paused printer
     note: str = ""  # what is going on with it: a lost connection, a retry, a start being checked
+    filaments: tuple[CardFilament, ...] = ()  # what its file prints with, slot by slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +141,20 @@ class Card:
     stale: bool = False  # its poller has stopped: this reading is no longer live (printers.health)
     trays: tuple[CardTray, ...] = ()  # its AMS trays and external spool, when it reports them
     layers: str = ""  # "layer 12 of 300" on a print whose printer counts layers (Bambu)
+    ends: str = ""  # "ends 14:35", "ends tomorrow 02:10": a running print's end, local time
+    ends_iso: str = ""
+    # The printer's own image of the file it prints (printers.thumbnails), for a print no job sent.
+    thumbnail_url: str = ""
+    web_ui_label: str = ""  # "Mainsail/Fluidd": the printer's own interface, "" when none
+    web_ui_url: str = ""
+    # printers.finding: where it stands, what a search looks in, its sort keys (the grid's
+    # order and groups; farm.js reads them off pushed cards as data-* attributes)
+    location: str = ""
+    find: str = ""
+    sort_keys: SortKeys = SortKeys(state=0, end=0, attention=0)
+    # Our relay of its webcam's snapshot (printers.cameras), "" without one or when not shown on
+    # the card; a field, so it is part of the card cache's key (printers.cards).
+    camera_url: str = ""
 
     @property
     def progress_width(self) -> str:
@@ -154,12 +189,21 @@ class CardUrls:
         before, after = str(reverse("printers:command", args=[self._PK, self._NAME])).split(pk)
         self._command = (before, *after.split(self._NAME))
         self._bed = str(reverse("printers:bed_cleared", args=[self._PK])).split(pk)
+        self._thumbnail = str(reverse("printers:thumbnail", args=[self._PK, "0" * 32])).split(pk)
+        self._camera = str(reverse("printers:camera_snapshot", args=[self._PK])).split(pk)
 
     def detail(self, pk: int) -> str:
         return f"{self._detail[0]}{pk}{self._detail[1]}"
 
     def bed_cleared(self, pk: int) -> str:
         return f"{self._bed[0]}{pk}{self._bed[1]}"
+
+    def thumbnail(self, pk: int, key: str) -> str:
+        before, after = self._thumbnail
+        return f"{before}{pk}{after.replace('0' * 32, key)}"
+
+    def camera(self, pk: int) -> str:
+        return f"{self._camera[0]}{pk}{self._camera[1]}"
 
     def command(self, pk: int, name: str) -> str:
         before, middle, after = self._command
@@ -191,6 +235,7 @@ class PrintNumbers:
     time_left: str = ""
     printed: str = ""
     since: dt.datetime | None = None  # when the print began, as its own clock counts
+    ends: dt.datetime | None = None  # when a printing (not paused) print ends, to the minute
 
 
 def print_numbers(state: State, row: PrinterStatusRow | None) -> PrintNumbers:
@@ -202,15 +247,17 @@ def print_numbers(state: State, row: PrinterStatusRow | None) -> PrintNumbers:
         # "0 s left" at 61 % is a missing estimate, not the end of the print.
         remaining = None
     time_left = f"{format_duration(remaining)} left" if remaining is not None else "time left unknown"
+    # The end clock (printers.finding sorts by the same moment): none while paused.
+    ends = print_end(state=state, remaining=remaining, last_seen=row.last_seen, progress=progress)
     if elapsed is None:
-        return PrintNumbers(progress=progress, time_left=time_left)
+        return PrintNumbers(progress=progress, time_left=time_left, ends=ends)
     if state == State.PAUSED:
         printed = f"printed {format_duration(elapsed)}"
         return PrintNumbers(progress=progress, time_left=time_left, printed=printed)
     # state_since restarts at every resume; "Printing for …" counts the print's own time,
     # as of the reading (last_seen), so the page's live clock carries it on.
     since = row.last_seen - dt.timedelta(seconds=elapsed) if row.last_seen is not None else None
-    return PrintNumbers(progress=progress, time_left=time_left, since=since)
+    return PrintNumbers(progress=progress, time_left=time_left, since=since, ends=ends)
 
 
 def _job_as_shown(job: CardJob | None, state: State) -> CardJob | None:
@@ -218,6 +265,26 @@ def _job_as_shown(job: CardJob | None, state: State) -> CardJob | None:
     if job is not None and job.state == State.PRINTING and state == State.PAUSED:
         return dataclasses.replace(job, state_label=State.PAUSED.label)
     return job
+
+
+def _finding_fields(
+    printer: Printer, row: PrinterStatusRow | None, state: State, job: CardJob | None, now: dt.datetime
+) -> dict:
+    """The card's location, search text and sort keys (printers.finding)."""
+    ends = None
+    if row is not None:
+        ends = print_end(state=state, remaining=row.remaining, last_seen=row.last_seen, progress=row.progress)
+    shown_file = row.file if row is not None and state != State.IDLE else ""  # as the card shows it
+    return {
+        "location": printer.location,
+        "find": find_text(
+            name=printer.name,
+            tags=(t.name for t in printer.tags.all()),
+            location=printer.location,
+            files=(shown_file, job.label if job is not None else ""),
+        ),
+        "sort_keys": sort_keys(state=state, bed_to_clear=not printer.bed_clear, ends=ends, now=now),
+    }
 
 
 def card_for(
@@ -254,6 +321,8 @@ def card_for(
         return getattr(row, f"{attr}_actual"), getattr(row, f"{attr}_target")
 
     hotend, bed = temps("hotend"), temps("bed")
+    ui = web_ui(printer.protocol, printer.base_url)
+    thumbnail = row.thumbnail if row is not None and live and row.file and is_key(row.thumbnail) else ""
     message = row.message if row is not None else "Waiting for the first poll"
     light = row.light if row is not None and live else None
     actions = tuple(
@@ -261,6 +330,7 @@ def card_for(
         for c in commands_for_state(state, printer.protocol, light=light)
     )
     return Card(
+        **_finding_fields(printer, row, state, jobs.get(printer.pk), now),
         pk=printer.pk,
         name=printer.name,
         url=urls.detail(printer.pk),
@@ -289,6 +359,14 @@ def card_for(
         layers=f"layer {row.layer} of {row.layer_count}"
         if row is not None and row.layer and row.layer_count
         else "",
+        ends=f"ends {format_end(numbers.ends, now)}" if numbers.ends else "",
+        ends_iso=numbers.ends.isoformat() if numbers.ends else "",
+        thumbnail_url=urls.thumbnail(printer.pk, thumbnail) if thumbnail else "",
+        web_ui_label=ui.label if ui else "",
+        web_ui_url=ui.url if ui else "",
+        camera_url=urls.camera(printer.pk)
+        if printer.camera_on_card and (printer.camera_snapshot_url or printer.camera_stream_url)
+        else "",
     )
 
 
@@ -307,6 +385,12 @@ class StateCount:
     state: str
     label: str
     count: int
+
+
+def beds_waiting_count() -> int:
+    """Printers whose finished print waits for someone to confirm the bed clear (the counts
+    bar's "Clear all finished beds")."""
+    return Printer.objects.filter(enabled=True, bed_clear=False).count()
 
 
 def state_counts() -> tuple[list[StateCount], int]:
@@ -431,6 +515,7 @@ def temperature_chart(
 # -- dashboard filters --------------------------------------------------------------------
 
 VIEWS = ("cards", "wall")
+SEARCH_MAX = 100  # characters of a dashboard search kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,36 +527,86 @@ class Link:
 
 @dataclass(frozen=True, slots=True)
 class DashboardFilters:
-    """`?state=printing&tag=lab-a&view=wall`, validated: unknown values mean "no filter"."""
+    """`?state=printing&tag=lab-a&view=wall&q=benchy&sort=end&group=tag&density=compact`,
+    validated: unknown values mean the default (no filter, name order, no groups)."""
 
     state: str = ""
     tag: str = ""
     view: str = "cards"
+    q: str = ""
+    sort: str = "name"
+    group: str = ""
+    density: str = "comfortable"
+    # Whether `sort` was asked for (None: it was if it isn't the view's default). An unasked
+    # sort follows the view: the wall opened from a name-ordered dashboard has its own order.
+    sort_chosen: bool | None = None
+
+    # The defaults, left out of URLs: the plain dashboard stays "/".
+    DEFAULTS: ClassVar[dict[str, str]] = {"view": "cards", "sort": "name", "density": "comfortable"}
+    KEPT: ClassVar[tuple[str, ...]] = ("tag", "view", "q", "sort", "group", "density")  # all but state
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> DashboardFilters:
         state = query.get("state", "")
         tag = " ".join(query.get("tag", "").split()).lower()
+        sort, group = query.get("sort", ""), query.get("group", "")
+        view = "wall" if query.get("view") == "wall" else "cards"
         return cls(
             state=state if state in State.__members__.values() else "",
             tag=tag[: Tag._meta.get_field("name").max_length],
-            view="wall" if query.get("view") == "wall" else "cards",
+            view=view,
+            q=" ".join(query.get("q", "").split())[:SEARCH_MAX],
+            sort=sort if sort in SORTS else cls.default_sort(view),
+            sort_chosen=True if sort in SORTS else None,
+            group=group if group in GROUPS else "",
+            density="compact" if query.get("density") == "compact" else "comfortable",
         )
+
+    @staticmethod
+    def default_sort(view: str) -> str:
+        """The wall shows what needs a person first; the dashboard, names in order."""
+        return "attention" if view == "wall" else "name"
 
     @property
     def wall(self) -> bool:
         return self.view == "wall"
 
+    @property
+    def narrowed(self) -> bool:
+        """Some printers may be left out (a state, a tag or a search)."""
+        return bool(self.state or self.tag or self.q)
+
+    def params(self, names: Iterable[str] | None = None, **changes: str) -> list[tuple[str, str]]:
+        """The non-default values of `names` (all when None), with `changes` applied."""
+        values = {f: getattr(self, f) for f in ("state", *self.KEPT)} | changes
+        names = ("state", *self.KEPT) if names is None else names
+        defaults = self.DEFAULTS | {"sort": self.default_sort(values["view"])}
+        chosen = self.sort != self.default_sort(self.view) if self.sort_chosen is None else self.sort_chosen
+        if not (chosen or "sort" in changes):
+            values["sort"] = ""
+        return [(k, values[k]) for k in names if values[k] and values[k] != defaults.get(k)]
+
     def href(self, **changes: str) -> str:
-        values = {"state": self.state, "tag": self.tag, "view": self.view, **changes}
-        params = {k: v for k, v in values.items() if v and not (k == "view" and v == "cards")}
         url = reverse("printers:dashboard")
+        params = self.params(**changes)
         return f"{url}?{urlencode(params)}" if params else url
 
     @property
+    def kept(self) -> list[tuple[str, str]]:
+        """What a state filter carries along (#filter-context's hidden inputs)."""
+        return self.params(self.KEPT)
+
+    @property
     def keep(self) -> str:
-        """The query string the state filters carry along (tag and view), '' when none."""
-        return urlencode({k: v for k, v in (("tag", self.tag), ("view", self.view)) if v and v != "cards"})
+        """The query string the state filters carry along, '' when none."""
+        return urlencode(self.kept)
+
+    def density_links(self) -> list[Link]:
+        compact = self.density == "compact"
+        return [
+            Link("Comfortable", self.href(density="comfortable"), not compact),
+            Link("Compact", self.href(density="compact"), compact),
+        ]
 
     def tag_links(self, names: Iterable[str]) -> list[Link]:
         links = [Link("All tags", self.href(tag=""), not self.tag)]

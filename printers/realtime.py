@@ -42,7 +42,7 @@ from django.utils import timezone
 from printers.cards import render_card
 from printers.changes import uses_redis
 from printers.models import Printer, PrinterRemoval, PrinterStatusRow
-from printers.presenters import cards_for, state_counts
+from printers.presenters import beds_waiting_count, cards_for, state_counts
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,8 @@ def render_cards(printer_ids: Iterable[int]) -> str:
 
 def render_state_counts() -> str:
     counts, total = state_counts()
-    return get_template(COUNTS_TEMPLATE).render({"counts": counts, "total": total, "oob": True})
+    context = {"counts": counts, "total": total, "beds": beds_waiting_count(), "oob": True}
+    return get_template(COUNTS_TEMPLATE).render(context)
 
 
 def render_push(printer_ids: Sequence[int]) -> list[str]:

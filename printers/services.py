@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from notifications import events as notify
 from printers.changes import announce
 from printers.drivers.base import address_shown
 from printers.models import Printer, PrinterEvent, PrinterStatusRow, Tag, TemperatureSample
@@ -142,6 +143,22 @@ def printer_certificate_pin(*, printer_id: int, digest: str) -> bool:
     return bool(pinned)
 
 
+def printer_camera_found(*, printer_id: int, snapshot_url: str, stream_url: str, shown: str) -> bool:
+    """Store the camera a printer reports (printers.cameras.camera_discover) where none is set:
+    an admin's own URLs are never replaced. An update, not a save: the poller reloads a printer
+    whose configuration changed, and a camera is none of its business. `shown` (the camera's
+    host) goes into the event; the URLs, which may carry a password, do not."""
+    with transaction.atomic():
+        found = Printer.objects.filter(pk=printer_id, camera_snapshot_url="", camera_stream_url="").update(
+            camera_snapshot_url=snapshot_url, camera_stream_url=stream_url
+        )
+        if found:
+            message = f"Found the printer's camera ({shown})"
+            printer_event_record(printer=printer_id, kind=PrinterEvent.Kind.CONFIG, message=message)
+            announce([printer_id])  # its card gets the snapshot
+    return bool(found)
+
+
 def printer_bed_set(printer_id: int, *, clear: bool, by: object = None, via: str = "web") -> bool:
     """Mark a printer's bed clear (an operator removed the print) or occupied (a print ended).
 
@@ -153,6 +170,8 @@ def printer_bed_set(printer_id: int, *, clear: bool, by: object = None, via: str
         changed = Printer.objects.filter(pk=printer_id).exclude(bed_clear=clear).update(bed_clear=clear)
         if changed:
             announce([printer_id])
+            if not clear:
+                notify.bed_to_clear(printer_id)  # the outbox, in this transaction
             if clear:
                 printer_event_record(
                     printer=printer_id, kind=PrinterEvent.Kind.COMMAND, message="Bed cleared", by=by
@@ -191,6 +210,8 @@ class StatusChanges:
     rows: list[dict[str, object]]  # one per changed printer: "id", STATUS_FIELDS, "moved", "seen"
     events: list[tuple[int, str, str]]  # (printer id, kind, message) for state changes
     heartbeats: list[int]  # unchanged, reachable printers whose last_seen is due a refresh
+    # Printers whose reading now says their bed is clear (PrusaLink's "Set Ready").
+    set_ready: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def printer_ids(self) -> set[int]:
@@ -201,6 +222,7 @@ class StatusChanges:
             rows=[r for r in self.rows if r["id"] in printer_ids],
             events=[e for e in self.events if e[0] in printer_ids],
             heartbeats=[pk for pk in self.heartbeats if pk in printer_ids],
+            set_ready=[pk for pk in self.set_ready if pk in printer_ids],
         )
 
 
@@ -218,6 +240,7 @@ def printer_status_changes(
     rows: list[dict[str, object]] = []
     events: list[tuple[int, str, str]] = []
     heartbeats: list[int] = []
+    set_ready: list[int] = []
     for printer_id, status in latest.items():
         row = stored.get(printer_id)
         if row is None:  # printer deleted while its reading was in flight
@@ -233,13 +256,15 @@ def printer_status_changes(
             if reachable and (row.last_seen is None or now - row.last_seen >= HEARTBEAT):
                 heartbeats.append(printer_id)
             continue
+        if status.bed_ready and not row.bed_ready:
+            set_ready.append(printer_id)
         moved = row.state != status.state
         if moved:
             kind, message = _describe_transition(row.state, status)
             events.append((printer_id, kind, message[:500]))
         values["firmware"] = status.firmware or row.firmware  # keep what an earlier probe learned
         rows.append({"id": printer_id, **values, "moved": moved, "seen": reachable})
-    return StatusChanges(rows=rows, events=events, heartbeats=heartbeats)
+    return StatusChanges(rows=rows, events=events, heartbeats=heartbeats, set_ready=set_ready)
 
 
 def _plain(value: object) -> object:
@@ -267,9 +292,32 @@ def printer_status_apply(*, changes: StatusChanges, now: dt.datetime | None = No
             [PrinterEvent(printer_id=pk, at=now, kind=kind, message=msg) for pk, kind, msg in changes.events],
             batch_size=200,
         )
+        notify.printer_errors(changes.events)  # the outbox, in this transaction
+    if changes.set_ready:
+        _beds_confirmed_on_printer(changes.set_ready, now)
     written = [int(row["id"]) for row in changes.rows]
     announce(written, bumped=True)
     return written
+
+
+def _beds_confirmed_on_printer(printer_ids: list[int], now: dt.datetime) -> None:
+    """Someone pressed "Set Ready" on these printers (PrusaLink's READY): the bed is clear for
+    the queue, as the "Bed cleared" button says it."""
+    waiting = list(Printer.objects.filter(pk__in=printer_ids, bed_clear=False).values_list("pk", flat=True))
+    if not waiting:
+        return
+    Printer.objects.filter(pk__in=waiting).update(bed_clear=True)
+    PrinterEvent.objects.bulk_create(
+        [
+            PrinterEvent(
+                printer_id=pk,
+                at=now,
+                kind=PrinterEvent.Kind.COMMAND,
+                message="Bed confirmed clear on the printer (Set Ready)",
+            )
+            for pk in waiting
+        ]
+    )
 
 
 # PostgreSQL type of each status field in the JSON the batched UPDATE reads.
@@ -278,6 +326,7 @@ _PG_TYPES = {
     "PositiveIntegerField": "bigint",
     "CharField": "text",
     "JSONField": "jsonb",
+    "BooleanField": "boolean",
 }
 
 

@@ -138,6 +138,8 @@ class PrinterStatus:
     light: bool | None = None  # chamber/work light, where the printer reports it (Bambu)
     # PrusaLink's READY: someone pressed "Set Ready" on the printer, so its bed is clear.
     bed_ready: bool = False
+    # The key of the printer's own image of `file`, once the poller stored it (printers.thumbnails).
+    thumbnail: str = ""
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @classmethod

@@ -13,21 +13,38 @@ import logging
 
 from asgiref.sync import sync_to_async
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import aget_object_or_404, get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from printers import thumbnails
+from printers.bulk import bulk_choices
+from printers.cameras import camera_discover, camera_host
 from printers.cards import render_grid_cards
 from printers.commands import COMMANDS, Outcome, command_send, connection_probe, printer_config
 from printers.drivers import DriverConfig
 from printers.drivers.base import address_shown
+from printers.finding import Section, arrange, natural_key
 from printers.forms import ConnectionTestForm, PrinterForm
 from printers.models import Printer, Tag
-from printers.presenters import DashboardFilters, card_for, cards_for, state_counts, temperature_chart
-from printers.services import printer_bed_set, printer_create, printer_delete, printer_update
+from printers.presenters import (
+    DashboardFilters,
+    beds_waiting_count,
+    card_for,
+    cards_for,
+    state_counts,
+    temperature_chart,
+)
+from printers.services import (
+    printer_bed_set,
+    printer_camera_found,
+    printer_create,
+    printer_delete,
+    printer_update,
+)
 from printfarm.accounts.roles import admin_required, operator_required, role_of, viewer_required
 from printfarm.web import HtmxHttpRequest, render_fragment_or_page, safe_next, wants_fragment
 
@@ -36,6 +53,9 @@ logger = logging.getLogger(__name__)
 CHART_SPAN = dt.timedelta(hours=1)
 EVENTS_SHOWN = 50
 SAVE_PROBE_TIMEOUT = 3.0
+# The dashboard's sort and group menus: (value, label), values from printers.finding.
+SORT_CHOICES = (("name", "Name"), ("state", "State"), ("end", "End time"), ("attention", "Attention"))
+GROUP_CHOICES = (("", "No groups"), ("tag", "Tag"), ("location", "Location"))
 
 
 arender = sync_to_async(render)
@@ -55,13 +75,25 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         printers = printers.tagged(filters.tag)
     counts, total = state_counts()
     tag_names = Tag.objects.filter(printers__isnull=False).distinct().values_list("name", flat=True)
+    # Searched, sorted and grouped in Python, on the cards' own keys (printers.finding): the
+    # job's file is another app's, and the page's script checks pushed cards by the same keys.
+    sections = arrange(cards_for(printers), query=filters.q, sort=filters.sort, group=filters.group)
+    sections = sections or [Section(label="", key="", cards=())]  # no groups: the empty grid says why
     context = {
         "filters": filters,
-        "cards_html": render_grid_cards(cards_for(printers), request=request, wall=filters.wall),
+        "sections": [
+            (section, render_grid_cards(section.cards, request=request, wall=filters.wall))
+            for section in sections
+        ],
         "counts": counts,
         "total": total,
-        "tag_links": filters.tag_links(tag_names) if tag_names else [],
+        "beds": beds_waiting_count(),
+        "bulk_actions": bulk_choices(admin=role_of(request.user) == "admin"),
+        "tag_links": filters.tag_links(sorted(tag_names, key=natural_key)) if tag_names else [],
         "view_links": filters.view_links(),
+        "density_links": filters.density_links(),
+        "sort_choices": SORT_CHOICES,
+        "group_choices": GROUP_CHOICES,
         "all_states_href": filters.href(state=""),
     }
     return render_fragment_or_page(request, "printers/dashboard.html", "printer-grid", context)
@@ -82,8 +114,32 @@ def printer_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "card": card_for(printer, now=now),
         "chart": temperature_chart(samples, now=now, span=CHART_SPAN),
         "events": printer.events.all()[:EVENTS_SHOWN],
+        # Whether it has a camera, never its URLs: the page shows our relay (printers.camera_views).
+        "camera_stream": bool(printer.camera_stream_url),
+        "camera_snapshot": bool(printer.camera_snapshot_url or printer.camera_stream_url),
     }
     return render(request, "printers/printer_detail.html", context)
+
+
+@viewer_required
+@require_GET
+def printer_thumbnail(request: HttpRequest, pk: int, key: str) -> FileResponse:
+    """The printer's own image of a file it prints (printers.thumbnails), from the server's
+    copy: a browser never asks a printer, and a page never waits on one."""
+    get_object_or_404(Printer, pk=pk)
+    found = thumbnails.cached(key)
+    if found is None:
+        raise Http404("No such thumbnail")
+    path, content_type = found
+    try:
+        file = path.open("rb")
+    except OSError:  # pruned since: only the newest images are kept
+        raise Http404("No such thumbnail") from None
+    response = FileResponse(file, content_type=content_type)
+    # The key names the file's size and time: these bytes never change under it.
+    response["Cache-Control"] = "private, max-age=86400, immutable"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 # -- add / edit / delete --------------------------------------------------------------------
@@ -117,15 +173,20 @@ def _save(form: PrinterForm, printer: Printer | None, by: object) -> Printer | N
     return printer_update(printer=current, fields=form.printer_fields(), tags=tags, by=by)
 
 
-async def _check_after_save(request: HttpRequest, printer: Printer) -> None:
+async def _check_after_save(request: HttpRequest, printer: Printer, *, find_camera: bool = True) -> None:
+    """Probe the saved printer; `find_camera`: a new printer or address, so look for its webcam
+    too (not on other edits: an admin who removed the camera would get it back)."""
     if not printer.enabled:
         messages.success(request, f"Saved {printer.name}. It is disabled, so it won't be polled.")
         return
     outcome = await connection_probe(
         protocol=printer.protocol, config=printer_config(printer), timeout=SAVE_PROBE_TIMEOUT
     )
+    camera = ""
+    if outcome.ok and find_camera and not (printer.camera_snapshot_url or printer.camera_stream_url):
+        camera = await _find_camera(printer)
     if outcome.ok:
-        messages.success(request, f"Saved {printer.name}. {outcome.message}.")
+        messages.success(request, f"Saved {printer.name}. {outcome.message}.{camera}")
     else:
         reason = outcome.message.rstrip(".")
         end = "" if reason.endswith(("?", "!")) else "."
@@ -133,6 +194,21 @@ async def _check_after_save(request: HttpRequest, printer: Printer) -> None:
             request,
             f"Saved, but we couldn't reach it: {reason}{end} It will show as offline until it answers.",
         )
+
+
+async def _find_camera(printer: Printer) -> str:
+    """Fill in the webcam the printer reports (Moonraker's webcam list, OctoPrint's settings);
+    what to add to the "Saved" message."""
+    found = await camera_discover(
+        protocol=printer.protocol, base_url=printer.base_url, api_key=printer.api_key
+    )
+    if found is None:
+        return ""
+    shown = camera_host(found.snapshot_url or found.stream_url)
+    stored = await sync_to_async(printer_camera_found)(
+        printer_id=printer.pk, snapshot_url=found.snapshot_url, stream_url=found.stream_url, shown=shown
+    )
+    return f" Found its camera ({shown})." if stored else ""
 
 
 @admin_required
@@ -158,7 +234,8 @@ async def printer_edit(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         user = await request.auser()
         saved = await sync_to_async(_save)(form, printer, user)
         if saved is not None:
-            await _check_after_save(request, saved)
+            moved = "base_url" in form.changed_data or "protocol" in form.changed_data
+            await _check_after_save(request, saved, find_camera=moved)
             return redirect(saved)
     return await sync_to_async(_form_page)(request, form, printer)
 

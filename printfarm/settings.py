@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "printers",
     "jobs",
     "printfarm.accounts",
+    "notifications",
     "ninja",
     "axes",
 ]
@@ -239,6 +240,14 @@ PRINTFARM_POLL_INTERVAL = env_float("PRINTFARM_POLL_INTERVAL", 2.0)
 PRINTFARM_POLL_CONCURRENCY = env_int("PRINTFARM_POLL_CONCURRENCY", 256)
 PRINTFARM_POLL_TIMEOUT = env_float("PRINTFARM_POLL_TIMEOUT", 3.0)
 PRINTFARM_BACKOFF_MAX = env_float("PRINTFARM_BACKOFF_MAX", 60.0)
+# How Moonraker printers report: "websocket" (a status subscription) or "poll" (objects/query
+# every interval). BENCHMARKS.md, "Moonraker: websocket vs polling": the subscription took half
+# the poller's CPU and brought changes sooner.
+PRINTFARM_MOONRAKER_TRANSPORT = env_str("PRINTFARM_MOONRAKER_TRANSPORT", "websocket").strip().lower()
+if PRINTFARM_MOONRAKER_TRANSPORT not in ("poll", "websocket"):
+    raise ImproperlyConfigured(
+        f"PRINTFARM_MOONRAKER_TRANSPORT={PRINTFARM_MOONRAKER_TRANSPORT!r}: expected poll or websocket"
+    )
 # Live updates without Redis: each web process reads the status change feed this often.
 PRINTFARM_FEED_INTERVAL = env_float("PRINTFARM_FEED_INTERVAL", 1.0)
 # Live status counts as stopped when a poller shard has not written its heartbeat for this
@@ -266,3 +275,15 @@ PRINTFARM_LOST_PRINT_MINUTES = env_float("PRINTFARM_LOST_PRINT_MINUTES", 30.0)
 # Staggered start: at most COUNT printers start heating within SECONDS; 0 turns it off.
 PRINTFARM_STAGGER_COUNT = env_int("PRINTFARM_STAGGER_COUNT", 0)
 PRINTFARM_STAGGER_SECONDS = env_float("PRINTFARM_STAGGER_SECONDS", 60.0)
+
+# Notifications (notifications app; the sender runs in the poller, or `send_notifications`)
+# Links in messages start here (e.g. https://farm.example.com); unset: the address an admin
+# last opened the notifications page at.
+PRINTFARM_BASE_URL = env_str("PRINTFARM_BASE_URL", "")
+PRINTFARM_NOTIFY_INTERVAL = env_float("PRINTFARM_NOTIFY_INTERVAL", 1.0)  # outbox look, seconds
+PRINTFARM_NOTIFY_CHECK_SECONDS = env_float("PRINTFARM_NOTIFY_CHECK_SECONDS", 30.0)  # offline, queue, poller
+PRINTFARM_NOTIFY_SEND_TIMEOUT = env_float("PRINTFARM_NOTIFY_SEND_TIMEOUT", 30.0)  # one attempt at most
+# Waits before each retry of a failed message; after the last one it is given up.
+PRINTFARM_NOTIFY_RETRY_SECONDS = [
+    float(s) for s in env_list("PRINTFARM_NOTIFY_RETRY_SECONDS", ["30", "120", "600"])
+]

@@ -19,3 +19,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
+
+# The suite's coordinator, health and command tests use Moonraker printers as the polled kind;
+# the websocket driver has its own tests (printers/tests/drivers/test_moonraker_ws.py), and the
+# driver tests take both transports (drivers/conftest.py `moonraker_transport`).
+if "PRINTFARM_MOONRAKER_TRANSPORT" not in os.environ:
+    PRINTFARM_MOONRAKER_TRANSPORT = "poll"

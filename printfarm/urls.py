@@ -19,6 +19,7 @@ urlpatterns = [
     path("", include("jobs.urls")),
     path("", include("printfarm.accounts.urls")),
     path("", include("printfarm.ops.urls")),
+    path("", include("notifications.urls")),
     path("api/v1/", api.urls),
     # OctoPrint-compatible endpoints for slicers' "send to OctoPrint" (printfarm/api/octoprint.py)
     path("api/version", octoprint.version),

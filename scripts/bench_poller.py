@@ -2,13 +2,20 @@
 
     .venv/bin/python scripts/bench_poller.py [--printers 1000] [--duration 60] [--interval 1]
                                              [--blackhole 0.1] [--warmup 10] [--printing 0.2]
-                                             [--protocol moonraker|octoprint|bambu|mixed]
+                                             [--protocol moonraker|octoprint|bambu|prusalink|mixed]
+                                             [--moonraker-transport poll|websocket|both]
 
 The simulator (`manage.py simulate_printers`) runs in one process and `manage.py
 poll_printers` in another, both against a fresh temporary data dir and SQLite database.
 Phase 1 measures a healthy farm; phase 2 black-holes a share of the printers and measures
 again, so the healthy printers' status age shows whether dead printers delay live ones.
 Every subprocess is stopped in a finally block; results go to bench-results/poller.json.
+
+`--moonraker-transport both` runs the phases twice against the same simulator: a poller
+polling Moonraker printers, then one subscribed to their websockets, and prints the two side
+by side. A subscribed printer's status age is the time since its connection's last update
+turn (Klipper's 250 ms, whether or not anything changed); the end-to-end check is the bed
+target set at idle Moonraker printers through their own API, timed to the database.
 
 Bambu printers push instead of being polled: their status age is the time since the printer
 last sent a report to the poller's connection (the simulator's counters, as for a poll), and
@@ -38,6 +45,7 @@ from bench_probes import (
     ChangeProbe,
     DownWatch,
     ProtocolAges,
+    TargetProbe,
     farm_states,
     live_count,
     printer_ids,
@@ -136,12 +144,19 @@ def measure(
     healthy: set[int],
     probe_targets: dict[int, int],
     per_protocol: bool,
+    moonraker_targets: dict[str, int] | None = None,
 ) -> dict[str, object]:
     """One phase. `healthy`: the pks of the printers that should show a reading throughout;
     `probe_targets` (printer index -> pk): push printers whose changes are timed to the
-    database; `per_protocol`: also sample every printer's age by protocol (mixed farm)."""
+    database; `per_protocol`: also sample every printer's age by protocol (mixed farm);
+    `moonraker_targets` (base URL -> pk): idle Moonraker printers whose bed target changes
+    are timed to the database (when there are no push printers to time)."""
     live_before = farm_states(db)
-    probe = ChangeProbe(str(control.base_url), db, probe_targets) if probe_targets else None
+    probe: ChangeProbe | None = None
+    if probe_targets:
+        probe = ChangeProbe(str(control.base_url), db, probe_targets)
+    elif moonraker_targets:
+        probe = TargetProbe(str(control.base_url), db, moonraker_targets)
     ages = ProtocolAges(str(control.base_url)) if per_protocol else None
     control.post("/stats/reset").raise_for_status()
     wall0, cpu0, sim0 = time.monotonic(), poller.cpu(), simulator.cpu()
@@ -220,10 +235,15 @@ def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
-def report(args, phases: dict[str, dict], shutdown: dict[str, object]) -> dict[str, object]:
+def report(
+    args, phases: dict[str, dict], shutdown: dict[str, object], transport: str = "poll"
+) -> dict[str, object]:
     TARGETS["polls_per_s"] = round(0.95 * args.printers / args.interval, 1)
     one, two = phases["healthy"], phases.get("blackhole")
-    pushes = args.protocol in ("bambu", "mixed")
+    # Moonraker on its websocket pushes too: no polls/s target, its changes timed to the DB.
+    pushes = args.protocol in ("bambu", "mixed") or (
+        args.protocol == "moonraker" and transport == "websocket"
+    )
     rows = [
         (
             # A push printer sends at its own rate: no target for the poller there.
@@ -287,7 +307,8 @@ def report(args, phases: dict[str, dict], shutdown: dict[str, object]) -> dict[s
     width = max(len(r[0]) for r in rows)
     print()
     print(
-        f"poller benchmark: {args.printers} printers ({args.protocol}), interval {args.interval:g} s, "
+        f"poller benchmark: {args.printers} printers ({args.protocol}, Moonraker by "
+        f"{args.moonraker_transport}), interval {args.interval:g} s, "
         f"{args.duration:g} s per phase, {args.printing:.0%} printing, {os.cpu_count()} CPUs"
     )
     print(f"{'metric':<{width}}  {'measured':>10}  {'target':>8}  result")
@@ -311,7 +332,7 @@ def report(args, phases: dict[str, dict], shutdown: dict[str, object]) -> dict[s
                 f"offline/error after (s from the fault) {phase['faulted_shown_down_after_s']}"
             )
         if phase["change_to_db"]:
-            print(f"    change at a Bambu printer -> its status row, s: {phase['change_to_db']}")
+            print(f"    change at a printer -> its status row, s: {phase['change_to_db']}")
         if phase["age_by_protocol"]:
             print(f"    healthy printers' age by protocol (sampled every 2 s): {phase['age_by_protocol']}")
     print(f"  shutdown: {shutdown}")
@@ -331,6 +352,42 @@ def report(args, phases: dict[str, dict], shutdown: dict[str, object]) -> dict[s
     }
 
 
+def compare(args, results: dict[str, dict]) -> dict[str, dict[str, object]]:
+    """The legs' figures side by side (Moonraker polled vs subscribed, same simulator)."""
+    rows: dict[str, dict[str, object]] = {}
+    for transport, result in results.items():
+        for label, phase in result["phases"].items():
+            change = phase["change_to_db"] or {}
+            down = phase.get("faulted_shown_down_after_s") or {}
+            figures = {
+                "poller CPU, % of one core": phase["cpu_percent"],
+                "poller CPU per printer, ms/s": round(phase["cpu_percent"] * 10 / args.printers, 3),
+                "poller peak RSS, MB": phase["peak_rss_mb"],
+                "p99 status age, s": phase["age"]["p99"],
+                "healthy p99 status age, s": phase["age_healthy"]["p99"],
+                "change at printer -> DB, p50 s": change.get("p50"),
+                "change at printer -> DB, p99 s": change.get("p99"),
+                "changes missed": change.get("missed"),
+                "status requests + pushes/s": phase["polls_per_s"],
+                "simulator CPU, % of one core": phase["simulator_cpu_percent"],
+                "unread socket bytes, max": phase["unread_bytes_max"],
+                "printers connected at end": f"{phase['live_at_end']}/{phase['expected_live']}",
+            }
+            if down:
+                figures["black-holed shown down after, p99 s"] = down.get("p99")
+                figures["black-holed still shown live"] = down.get("still_live")
+            for name, value in figures.items():
+                rows.setdefault(f"[{label}] {name}", {})[transport] = value
+    legs = list(results)
+    width = max(len(name) for name in rows)
+    print()
+    print(f"Moonraker transports side by side ({args.printers} printers, {args.protocol}, same simulator):")
+    print(f"{'metric':<{width}}  " + "  ".join(f"{leg:>10}" for leg in legs))
+    for name, values in rows.items():
+        print(f"{name:<{width}}  " + "  ".join(f"{values.get(leg)!s:>10}" for leg in legs))
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--printers", type=int, default=1000)
@@ -348,8 +405,15 @@ def main() -> int:
     parser.add_argument(
         "--protocol",
         default="moonraker",
-        choices=["moonraker", "octoprint", "bambu", "mixed"],
-        help="mixed: the simulator's cycle of 3 Moonraker/OctoPrint pairs and 2 Bambu printers",
+        choices=["moonraker", "octoprint", "bambu", "prusalink", "mixed"],
+        help="mixed: the simulator's cycle of 3 Moonraker/OctoPrint pairs, 2 Bambu and 2 PrusaLink printers",
+    )
+    parser.add_argument(
+        "--moonraker-transport",
+        default="websocket",
+        choices=["poll", "websocket", "both"],
+        help="how the poller reads Moonraker printers (default: the app's default); both: a polling "
+        "leg, then a websocket leg against the same simulator, compared side by side",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "poller.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir and logs")
@@ -403,85 +467,120 @@ def main() -> int:
         )
         print(f"registered {args.printers} printers in {time.monotonic() - started:.1f} s")
 
-        with poll_log.open("wb") as log:
-            poller = subprocess.Popen(
-                manage("poll_printers", "--interval", str(args.interval)),
-                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        poller_started = time.monotonic()
         if args.printing > 0:
             busy = range(0, round(args.printers * args.printing))
             for i in busy:
                 body = {"filename": "bench.gcode", "duration": 10 * 86400}
                 control.post(f"/printers/{i}/print", json=body).raise_for_status()
             print(f"{len(busy)} printers printing")
-        procs = [(simulator, "simulator"), (poller, "poller")]
-        poller_sampler, sim_sampler = Sampler(poller.pid), Sampler(simulator.pid)
-        phases: dict[str, dict] = {}
         db = data_dir / "printfarm.sqlite3"
         entries = json.loads(printers_file.read_text())
         pks = printer_ids(db)
         bambu = {i: pks[e["name"]] for i, e in enumerate(entries) if e["protocol"] == "bambu"}
+        # Moonraker printers left idle: a bed target set there is timed to the database (both legs).
+        idle_from = round(args.printers * args.printing)
+        moonraker_idle = [
+            (e["base_url"], pks[e["name"]]) for e in entries[idle_from:] if e["protocol"] == "moonraker"
+        ]
+        moonraker_targets = dict(moonraker_idle[:: max(1, len(moonraker_idle) // 50)][:50])
+        legs = ["poll", "websocket"] if args.moonraker_transport == "both" else [args.moonraker_transport]
+        results: dict[str, dict] = {}
+        for leg, transport in enumerate(legs):
+            print(f"== Moonraker transport: {transport}")
+            poll_log = data_dir / f"poller-{transport}.log"
+            with poll_log.open("wb") as log:
+                poller = subprocess.Popen(
+                    manage("poll_printers", "--interval", str(args.interval)),
+                    env={**env, "PRINTFARM_MOONRAKER_TRANSPORT": transport},
+                    cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            poller_started = time.monotonic()
+            procs = [(simulator, "simulator"), (poller, "poller")]
+            poller_sampler, sim_sampler = Sampler(poller.pid), Sampler(simulator.pid)
+            phases: dict[str, dict] = {}
+            if leg == 0:
+                # TLS handshakes take a while at 1,000 printers: the warm-up starts once all show a reading.
+                wait_for(
+                    lambda: live_count(farm_states(db)) == args.printers,
+                    CONNECT_TIMEOUT,
+                    "every printer",
+                    poller,
+                )
+            else:
+                # The rows still show the last leg's readings: wait until this poller reads every printer.
+                control.post("/stats/reset").raise_for_status()
+                wait_for(
+                    lambda: control.get("/stats").json()["polled"] == args.printers,
+                    CONNECT_TIMEOUT,
+                    "every printer read by the new poller",
+                    poller,
+                )
+            connected_after = round(time.monotonic() - poller_started, 1)
+            print(f"every printer showed a reading {connected_after} s after the poller started")
 
-        # TLS handshakes take a while at 1,000 printers: the warm-up starts once all show a reading.
-        wait_for(
-            lambda: live_count(farm_states(db)) == args.printers, CONNECT_TIMEOUT, "every printer", poller
-        )
-        connected_after = round(time.monotonic() - poller_started, 1)
-        print(f"every printer showed a reading {connected_after} s after the poller started")
-
-        print(f"phase 1: healthy farm; warm-up {args.warmup:g} s, then {args.duration:g} s")
-        time.sleep(args.warmup)
-        everyone = set(pks.values())
-        mixed = args.protocol == "mixed"
-        phases["healthy"] = measure(
-            control, poller_sampler, sim_sampler, args.duration, procs, db, everyone, bambu, mixed
-        )
-        phases["healthy"]["connected_after_s"] = connected_after
-        print(f"  {json.dumps(phases['healthy'])}")
-
-        if args.blackhole > 0:
-            # Every step-th printer of each protocol, so a mixed farm loses its share of each.
-            step = max(1, round(1 / args.blackhole))
-            by_kind: dict[str, list[int]] = {}
-            for i, entry in enumerate(entries):
-                by_kind.setdefault(entry["protocol"], []).append(i)
-            holed = sorted(i for indexes in by_kind.values() for i in indexes[::step])
-            holed_pks = {pks[entries[i]["name"]] for i in holed}
-            down = DownWatch(db, holed_pks, args.warmup + args.duration)  # times from here
-            down.start()
-            for i in holed:
-                control.post(f"/printers/{i}/fault", json={"fault": "blackhole"}).raise_for_status()
-            print(
-                f"phase 2: {len(holed)} printers black-holed; "
-                f"warm-up {args.warmup:g} s, then {args.duration:g} s"
-            )
+            print(f"phase 1: healthy farm; warm-up {args.warmup:g} s, then {args.duration:g} s")
             time.sleep(args.warmup)
-            probed = {i: pk for i, pk in bambu.items() if pk not in holed_pks}
-            phases["blackhole"] = measure(
-                control,
-                poller_sampler,
-                sim_sampler,
-                args.duration,
-                procs,
-                db,
-                everyone - holed_pks,
-                probed,
-                mixed,
-            )
-            phases["blackhole"]["faulted_shown_down_after_s"] = down.finish()
-            print(f"  {json.dumps(phases['blackhole'])}")
+            everyone = set(pks.values())
+            mixed = args.protocol == "mixed"
+            phases["healthy"] = measure(
+                control, poller_sampler, sim_sampler, args.duration, procs, db, everyone, bambu, mixed,
+                moonraker_targets,
+            )  # fmt: skip
+            phases["healthy"]["connected_after_s"] = connected_after
+            print(f"  {json.dumps(phases['healthy'])}")
 
-        t0 = time.monotonic()
-        code = stop(poller, "poller")
-        shutdown = {"poller_exit_code": code, "seconds": round(time.monotonic() - t0, 2)}
-        result = report(args, phases, shutdown)
-        log_text = poll_log.read_text(errors="replace")
-        result["poller_log_tracebacks"] = log_text.count("Traceback")
-        result["poller_log_tail"] = log_text.splitlines()[-8:]
-        print(f"  poller log: {result['poller_log_tracebacks']} tracebacks; last lines:")
-        for line in result["poller_log_tail"]:
-            print(f"    {line}")
+            holed: list[int] = []
+            if args.blackhole > 0:
+                # Every step-th printer of each protocol, so a mixed farm loses its share of each.
+                step = max(1, round(1 / args.blackhole))
+                by_kind: dict[str, list[int]] = {}
+                for i, entry in enumerate(entries):
+                    by_kind.setdefault(entry["protocol"], []).append(i)
+                holed = sorted(i for indexes in by_kind.values() for i in indexes[::step])
+                holed_pks = {pks[entries[i]["name"]] for i in holed}
+                down = DownWatch(db, holed_pks, args.warmup + args.duration)  # times from here
+                down.start()
+                for i in holed:
+                    control.post(f"/printers/{i}/fault", json={"fault": "blackhole"}).raise_for_status()
+                print(
+                    f"phase 2: {len(holed)} printers black-holed; "
+                    f"warm-up {args.warmup:g} s, then {args.duration:g} s"
+                )
+                time.sleep(args.warmup)
+                probed = {i: pk for i, pk in bambu.items() if pk not in holed_pks}
+                phases["blackhole"] = measure(
+                    control,
+                    poller_sampler,
+                    sim_sampler,
+                    args.duration,
+                    procs,
+                    db,
+                    everyone - holed_pks,
+                    probed,
+                    mixed,
+                    {url: pk for url, pk in moonraker_targets.items() if pk not in holed_pks},
+                )
+                phases["blackhole"]["faulted_shown_down_after_s"] = down.finish()
+                print(f"  {json.dumps(phases['blackhole'])}")
+
+            t0 = time.monotonic()
+            code = stop(poller, "poller")
+            shutdown = {"poller_exit_code": code, "seconds": round(time.monotonic() - t0, 2)}
+            for i in holed:  # the next leg starts from a healthy farm
+                control.post(f"/printers/{i}/fault", json={"fault": "none"}).raise_for_status()
+            result = report(args, phases, shutdown, transport)
+            result["moonraker_transport"] = transport
+            log_text = poll_log.read_text(errors="replace")
+            result["poller_log_tracebacks"] = log_text.count("Traceback")
+            result["poller_log_tail"] = log_text.splitlines()[-8:]
+            print(f"  poller log: {result['poller_log_tracebacks']} tracebacks; last lines:")
+            for line in result["poller_log_tail"]:
+                print(f"    {line}")
+            results[transport] = result
+        result = results[legs[0]] if len(legs) == 1 else {"legs": results, "passed": False}
+        if len(legs) > 1:
+            result["comparison"] = compare(args, results)
+            result["passed"] = all(r["passed"] for r in results.values())
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}")

@@ -203,3 +203,40 @@ class DownWatch(threading.Thread):
             **percentiles(list(self.down_after.values())),
             "still_live": len(self.pks) - len(self.down_after),
         }
+
+
+class TargetProbe(ChangeProbe):
+    """ChangeProbe for Moonraker printers: each change is a new bed target (M140 through the
+    printer's own /printer/gcode/script), timed until its status row shows it. `targets`:
+    printer base URL -> pk; the printers should be idle (a print would reset its target)."""
+
+    def __init__(self, control_url: str, db: Path, targets: dict[str, int]) -> None:
+        super().__init__(control_url, db, {})
+        self.urls = list(targets.items())
+
+    def run(self) -> None:
+        pending: dict[int, tuple[float, float]] = {}  # pk -> (target, sent at)
+        turn, next_change = 0, time.monotonic()
+        while not self.stopping.is_set() or pending:
+            now = time.monotonic()
+            if now >= next_change and self.urls and not self.stopping.is_set():
+                url, pk = self.urls[turn % len(self.urls)]
+                turn += 1
+                if pk not in pending:
+                    self.counter += 1
+                    target = 30.0 + (self.counter % 300) / 10  # 30.0-59.9 °C, unique per 300 changes
+                    script = {"script": f"M140 S{target:.1f}"}
+                    self.control.post(f"{url}/printer/gcode/script", json=script).raise_for_status()
+                    pending[pk] = (target, time.monotonic())
+                next_change = now + PROBE_EVERY
+            for pk, (target, sent) in list(pending.items()):
+                row = self.conn.execute(
+                    "SELECT bed_target FROM printers_printerstatus WHERE printer_id = ?", (pk,)
+                ).fetchone()
+                if row and row[0] is not None and abs(row[0] - target) < 0.05:
+                    self.latencies.append(time.monotonic() - sent)
+                    del pending[pk]
+                elif time.monotonic() - sent > PROBE_TIMEOUT:
+                    self.missed += 1
+                    del pending[pk]
+            time.sleep(0.02)

@@ -11,6 +11,9 @@ scripts/install_browser.sh
 
 echo "== tests on SQLite, in-memory channel layer"
 env -u DATABASE_URL -u REDIS_URL .venv/bin/pytest -q "$@"
+echo "== the Moonraker driver contract again, over its websocket subscription (the default transport)"
+env -u DATABASE_URL -u REDIS_URL PRINTFARM_MOONRAKER_TRANSPORT=websocket .venv/bin/pytest -q \
+  printers/tests/drivers/test_contract.py -k moonraker
 
 PG_URL=${PRINTFARM_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 RD_URL=${PRINTFARM_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
@@ -33,7 +36,12 @@ if .venv/bin/python scripts/services_up.py "$PG_URL" "$RD_URL"; then
     jobs/tests/test_library_facts.py jobs/tests/test_threemf.py jobs/tests/test_threemf_jobs.py \
     printers/tests/test_push_connections.py printers/tests/drivers/test_bambu.py printers/tests/test_bambu_forms.py \
     printfarm/api/tests/test_bambu_printers.py jobs/tests/test_trays.py printers/tests/test_trays_card.py \
-    printers/tests/test_bambu_farm.py "$@"
+    printers/tests/test_bambu_farm.py printers/tests/test_set_ready.py jobs/tests/test_dispatch_prusalink.py \
+    printers/tests/test_find_printers.py notifications/tests/test_sender.py notifications/tests/test_pages.py \
+    notifications/tests/test_events.py printers/tests/test_cameras.py printers/tests/test_card_story.py \
+    printers/tests/test_printer_thumbnails.py jobs/tests/test_card_filaments.py printers/tests/test_bulk_actions.py \
+    printfarm/accounts/tests/test_display_links.py printfarm/tests/test_edges.py \
+    printers/tests/drivers/test_moonraker_ws.py printers/tests/test_prusalink_farm.py "$@"
 elif [ -n "${CI:-}" ]; then
   echo "PostgreSQL or Redis is not answering on 127.0.0.1; CI needs both." >&2
   exit 1

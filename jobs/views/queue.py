@@ -64,7 +64,7 @@ def queue_context() -> dict:
         "recent": Job.objects.finished().select_related("file").order_by("-finished_at")[:RECENT_SHOWN],
         "preview": preview,
         "unready": [
-            {"printer": c}
+            {"printer": c, "why": u.text}
             for c in candidates
             if c.pk not in next_up and (u := unavailable(c, now)) and u.code == ReasonCode.BED_NOT_CLEAR
         ],

@@ -6,6 +6,8 @@ attributes) added to `_DRIVER_CLASSES`.
 
 from __future__ import annotations
 
+import os
+
 import httpx
 
 from printers.drivers.bambu import BambuDriver
@@ -21,7 +23,9 @@ from printers.drivers.base import (
     PushDriver,
 )
 from printers.drivers.moonraker import MoonrakerDriver
+from printers.drivers.moonraker_ws import MoonrakerSocketDriver
 from printers.drivers.octoprint import OctoPrintDriver
+from printers.drivers.prusalink import PrusaLinkDriver
 
 __all__ = [
     "DRIVERS",
@@ -39,7 +43,7 @@ __all__ = [
     "get_driver",
 ]
 
-_DRIVER_CLASSES: tuple[type[Driver], ...] = (MoonrakerDriver, OctoPrintDriver, BambuDriver)
+_DRIVER_CLASSES: tuple[type[Driver], ...] = (MoonrakerDriver, OctoPrintDriver, BambuDriver, PrusaLinkDriver)
 
 DRIVERS: dict[str, type[Driver]] = {cls.protocol: cls for cls in _DRIVER_CLASSES}
 
@@ -56,9 +60,23 @@ class UnknownProtocol(DriverError, LookupError):
         )
 
 
-def get_driver(protocol: str, config: DriverConfig, client: httpx.AsyncClient) -> Driver:
+def moonraker_transport() -> str:
+    """ "websocket" or "poll": how Moonraker printers report (PRINTFARM_MOONRAKER_TRANSPORT)."""
+    from django.conf import settings
+
+    if settings.configured:
+        return str(getattr(settings, "PRINTFARM_MOONRAKER_TRANSPORT", "websocket"))
+    return os.environ.get("PRINTFARM_MOONRAKER_TRANSPORT", "websocket").strip().lower()
+
+
+def get_driver(
+    protocol: str, config: DriverConfig, client: httpx.AsyncClient, *, transport: str | None = None
+) -> Driver:
+    """`transport` ("poll" or "websocket") overrides the setting for Moonraker printers."""
     try:
         cls = DRIVERS[protocol]
     except KeyError:
         raise UnknownProtocol(protocol) from None
+    if cls is MoonrakerDriver and (transport or moonraker_transport()) == "websocket":
+        cls = MoonrakerSocketDriver
     return cls(config, client)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import httpx
 
@@ -31,7 +32,9 @@ from printers.drivers.rest import (
     obj,
     text,
 )
+from printers.drivers.thumbnail_fetch import ThumbnailFetch
 from printers.state import PrinterStatus, State, clean_percent, clean_seconds, clean_temp
+from printers.thumbnails import choose_size, thumbnail_key
 
 # Everything a dashboard needs in one request; built once, this is the 1,000-polls/s path.
 STATUS_PATH = (
@@ -81,9 +84,39 @@ def waiting_for_clock(payload: object) -> str:
     return "" if started else text(print_stats.get("filename"))
 
 
-def parse_status(payload: object, *, estimate: float | None = None) -> PrinterStatus:
+def printed_file(payload: object) -> str:
+    """The file of a print running, paused or just done (its thumbnail is worth showing), or ""."""
+    result = payload.get("result") if isinstance(payload, dict) else None
+    objects = result.get("status") if isinstance(result, dict) else None
+    print_stats = obj(objects, "print_stats") if isinstance(objects, dict) else {}
+    if print_stats.get("state") not in ("printing", "paused", "complete"):
+        return ""
+    return text(print_stats.get("filename"))
+
+
+def thumbnail_path(filename: str, metadata: Mapping[str, Any]) -> str | None:
+    """The path under gcodes/ of the best of a file's `thumbnails` in its metadata (their
+    relative_path is relative to the file's folder, Moonraker's `.thumbs/`), or None."""
+    found = metadata.get("thumbnails")
+    rows = [t for t in found if isinstance(t, dict)] if isinstance(found, list) else []
+    usable = []
+    for row in rows:
+        rel = text(row.get("relative_path"))
+        width, height = number(row.get("width")), number(row.get("height"))
+        parts = PurePosixPath(rel).parts
+        if not rel or rel.startswith("/") or "://" in rel or ".." in parts or not width or not height:
+            continue
+        usable.append((rel, (int(width), int(height))))
+    chosen = choose_size([size for _, size in usable])
+    if chosen is None:
+        return None
+    folder = PurePosixPath(filename).parent
+    return str(folder / usable[chosen][0]) if str(folder) != "." else usable[chosen][0]
+
+
+def parse_status(payload: object, *, estimate: float | None = None, thumbnail: str = "") -> PrinterStatus:
     """Map a /printer/objects/query reply onto PrinterStatus; `estimate` is the slicer's print
-    time of the loaded file (s), when known.
+    time of the loaded file (s), when known; `thumbnail` the key of its stored image.
 
     Fields that are missing or of the wrong type read as unknown (None / ""); only a reply
     without the {"result": {"status": {...}}} envelope is an error.
@@ -162,6 +195,7 @@ def parse_status(payload: object, *, estimate: float | None = None) -> PrinterSt
         file=text(filename),
         elapsed=clean_seconds(print_seconds(duration, total)),
         remaining=remaining,
+        thumbnail=thumbnail,
     )
 
 
@@ -213,15 +247,13 @@ class MoonrakerDriver(RestDriver):
         self._server_info_url = self.url("/server/info")
         self._metadata_url = self.url("/server/files/metadata")
         self._estimate: tuple[str, float | None] | None = None  # (file, slicer estimate s)
+        self.thumbnail = ThumbnailFetch(self.base_url)
 
     async def fetch_status(self) -> PrinterStatus:
         response = await self.send_status(self._status_request)
         code = response.status_code
         if code == 200:
-            payload = self.parse_json(response, "/printer/objects/query")
-            waiting = waiting_for_clock(payload)
-            estimate = await self._slicer_estimate(waiting) if waiting else None
-            return parse_status(payload, estimate=estimate)
+            return await self.reading(self.parse_json(response, "/printer/objects/query"))
         if code in (401, 403):
             raise auth_error(response)
         if code in (400, 404, 503):
@@ -231,9 +263,17 @@ class MoonrakerDriver(RestDriver):
             return await self._not_ready_status(response)
         raise http_error(response)
 
+    async def reading(self, payload: object) -> PrinterStatus:
+        """A /printer/objects/query status (or a subscription's merged copy) as a reading, with
+        what the file's metadata adds: the slicer's estimate and the printer's thumbnail."""
+        filename = printed_file(payload)
+        estimate = await self._slicer_estimate(filename) if filename else None
+        return parse_status(payload, estimate=estimate, thumbnail=self.thumbnail.shown(filename))
+
     async def _slicer_estimate(self, filename: str) -> float | None:
         """The file's estimated_time from Moonraker's metadata, asked once per file (a failed
-        ask too: the poll must not wait on it again; the time left is then extrapolated)."""
+        ask too: the poll must not wait on it again; the time left is then extrapolated).
+        The same answer names its thumbnails: the best is fetched in the background."""
         if self._estimate is not None and self._estimate[0] == filename:
             return self._estimate[1]
         seconds = None
@@ -245,8 +285,22 @@ class MoonrakerDriver(RestDriver):
         result = payload.get("result") if isinstance(payload, dict) else None
         if isinstance(result, dict):
             seconds = number(result.get("estimated_time"))
+            self._thumbnail_of(filename, result)
         self._estimate = (filename, seconds if seconds is not None and seconds > 0 else None)
         return self._estimate[1]
+
+    def _thumbnail_of(self, filename: str, metadata: Mapping[str, Any]) -> None:
+        path = thumbnail_path(filename, metadata)
+        if path is None or not self.thumbnail.wanted(filename):
+            return
+        # The file's size and time tell a re-sliced file of the same name from the old one.
+        key = thumbnail_key(self.base_url, filename, metadata.get("size"), metadata.get("modified"), path)
+        url = self.url("/server/files/gcodes/" + quote(path))
+
+        async def find() -> tuple[str, Any]:
+            return key, lambda: self.thumbnail.download(self, url)
+
+        self.thumbnail.start(filename, find)
 
     async def _server_info(self) -> Mapping[str, Any] | None:
         """/server/info's result, or None when nothing at this address speaks Moonraker."""

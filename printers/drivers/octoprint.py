@@ -29,7 +29,9 @@ from printers.drivers.rest import (
     obj,
     text,
 )
+from printers.drivers.thumbnail_fetch import ThumbnailFetch
 from printers.state import PrinterStatus, State, clean_percent, clean_seconds, clean_temp
+from printers.thumbnails import thumbnail_key
 
 PRINTER_PATH = "/api/printer?exclude=sd,history"
 JOB_PATH = "/api/job"
@@ -79,9 +81,10 @@ def _from_text(state_text: str) -> State | None:
     return _TEXT_STATES.get(state_text)
 
 
-def parse_status(printer: object | None, job: object) -> PrinterStatus:
+def parse_status(printer: object | None, job: object, *, thumbnail: str = "") -> PrinterStatus:
     """Map /api/printer and /api/job replies onto PrinterStatus; `printer` is None when
-    /api/printer answered 409 (OctoPrint is up, its serial connection is not)."""
+    /api/printer answered 409 (OctoPrint is up, its serial connection is not); `thumbnail` is
+    the key of the job file's stored image."""
     if not isinstance(job, dict):
         raise DriverError("Printer sent an unexpected reply to /api/job (not a JSON object)")
     if printer is not None and not isinstance(printer, dict):
@@ -140,7 +143,19 @@ def parse_status(printer: object | None, job: object) -> PrinterStatus:
         file=path,
         elapsed=clean_seconds(progress.get("printTime")),
         remaining=clean_seconds(progress.get("printTimeLeft")),
+        thumbnail=thumbnail if state in State.RUNNING or state is State.FINISHED else "",
     )
+
+
+def thumbnail_url(entry: object) -> str | None:
+    """A file entry's `thumbnail` (the PrusaSlicer Thumbnails plugin's, "plugin/
+    prusaslicerthumbnails/thumbnail/cube.png?20240101"): a path under OctoPrint's address,
+    never another host's; None when the entry has none."""
+    found = text(entry.get("thumbnail")) if isinstance(entry, dict) else ""
+    path = found.split("?", 1)[0]
+    if not found or "://" in found or found.startswith(("//", "\\")) or ".." in path.split("/"):
+        return None
+    return found.lstrip("/")
 
 
 def _job_path(job: Mapping[str, Any]) -> str:
@@ -173,6 +188,7 @@ class OctoPrintDriver(RestDriver):
         super().__init__(config, client)
         self._printer_request = self.status_request(self.url(PRINTER_PATH))
         self._job_request = self.status_request(self.url(JOB_PATH))
+        self.thumbnail = ThumbnailFetch(self.base_url)
 
     def _no_api(self, path: str) -> DriverError:
         return DriverError(
@@ -205,7 +221,30 @@ class OctoPrintDriver(RestDriver):
             raise self._no_api("/api/printer")
         if printer_response.status_code != 200:
             raise http_error(printer_response)
-        return parse_status(self.parse_json(printer_response, "/api/printer"), job)
+        thumbnail = self._thumbnail_of(job) if isinstance(job, dict) else ""
+        return parse_status(self.parse_json(printer_response, "/api/printer"), job, thumbnail=thumbnail)
+
+    def _thumbnail_of(self, job: Mapping[str, Any]) -> str:
+        """The stored image of the job's file; the first time a file is seen, its file entry
+        (where a thumbnail plugin names one) and image are fetched in the background."""
+        file = obj(obj(job, "job"), "file")
+        path = _job_path(job)
+        if self.thumbnail.wanted(path) and text(file.get("origin")) in ("local", ""):
+            self.thumbnail.start(path, lambda: self._find_thumbnail(path))
+        return self.thumbnail.shown(path)
+
+    async def _find_thumbnail(self, path: str) -> tuple[str, Any] | None:
+        response = await self.send("GET", self.url("/api/files/local/" + quote(path)))
+        if response.status_code != 200:
+            return None  # no such file (an SD card's), or no permission to list files
+        entry = self.parse_json(response, "/api/files/local")
+        found = thumbnail_url(entry)
+        if found is None:
+            return None
+        assert isinstance(entry, dict)
+        key = thumbnail_key(self.base_url, path, entry.get("size"), entry.get("date"), found)
+        url = self.url("/" + found)
+        return key, lambda: self.thumbnail.download(self, url)
 
     async def probe(self) -> ProbeResult:
         response = await self.send("GET", self.url("/api/version"))

@@ -243,23 +243,27 @@ class MultipartFile:
         if self.progress:
             self.progress(0, self.size)
         yield self._head
-        remaining = self.size
-        while remaining:
-            # Reads go to a thread: a slow disk must not stall 1,000 status polls.
-            try:
-                chunk = await asyncio.to_thread(file.read, min(self.chunk_size, remaining))
-            except OSError as exc:
-                raise DriverError(
-                    f"Cannot read {self.path.name}: {exc.strerror or exc}", permanent=True
-                ) from exc
-            if not chunk:
-                raise DriverError(f"{self.path.name} shrank while it was being uploaded", permanent=True)
-            remaining -= len(chunk)
+        async for chunk in file_chunks(file, self.path, self.size, self.chunk_size):
             yield chunk
             self.sent += len(chunk)
             if self.progress:
                 self.progress(self.sent, self.size)
         yield self._tail
+
+
+async def file_chunks(file: BinaryIO, path: Path, size: int, chunk_size: int) -> AsyncIterator[bytes]:
+    """`size` bytes of an open file, in chunks read in a thread (a slow disk must not stall
+    1,000 status polls); a read error or a file that shrank is a permanent DriverError."""
+    remaining = size
+    while remaining:
+        try:
+            chunk = await asyncio.to_thread(file.read, min(chunk_size, remaining))
+        except OSError as exc:
+            raise DriverError(f"Cannot read {path.name}: {exc.strerror or exc}", permanent=True) from exc
+        if not chunk:
+            raise DriverError(f"{path.name} shrank while it was being uploaded", permanent=True)
+        remaining -= len(chunk)
+        yield chunk
 
 
 def _quote_filename(name: str) -> str:

@@ -37,6 +37,9 @@ class ProtocolSpec:
     auth_status: int  # Moonraker 401, OctoPrint 403
     error: Callable[[int, str], web.Response]
     malformed: bytes  # body of the "malformed" and "garbled" faults: valid start, truncated
+    # Websocket endpoints: their handler breaks its own frames for "malformed"/"garbled" (the
+    # upgrade itself goes through); the other faults hit the upgrade request as any request.
+    socket_paths: frozenset[str] = frozenset()
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -143,7 +146,7 @@ def printer_middleware(spec: ProtocolSpec) -> Callable[[web.Request, Handler], A
                     return abort_connection(request)
             elif fault == "http500":
                 return web.Response(status=500, text=HTML_500, content_type="text/html")
-            elif fault == "malformed":
+            elif fault == "malformed" and path not in spec.socket_paths:
                 return web.Response(status=200, body=spec.malformed, content_type="application/json")
 
         if farm.api_key and path not in spec.auth_exempt and not _authorized(request, farm.api_key):
@@ -166,7 +169,7 @@ def printer_middleware(spec: ProtocolSpec) -> Callable[[web.Request, Handler], A
             if exc.status < 400:
                 raise
             response = spec.error(exc.status, exc.reason)
-        if fault == "garbled":  # it did the thing; the reply is garbage
+        if fault == "garbled" and path not in spec.socket_paths:  # it did the thing; the reply is garbage
             return web.Response(status=200, body=spec.malformed, content_type="application/json")
         return response
 

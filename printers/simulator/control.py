@@ -8,6 +8,7 @@ POST /printers/{index}/trays      Bambu: {"trays": [{"type", "colour", "remain"}
                                   "external": {...}}: the AMS slots and the external spool
 POST /printers/{index}/extrusion  {"first_after": sim s or null}: when Klipper's print clock
                                   starts in each print (null: never, a host without an extruder)
+POST /printers/{index}/ready      PrusaLink: press "Set Ready" (IDLE/FINISHED/STOPPED -> READY)
 GET  /printers/{index}/prints     that printer's print log
 GET  /prints                      every printer's print log, in start order
 GET  /stats, POST /stats/reset    request counters and status ages
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from printers.simulator import cameras
 from printers.simulator.common import FARM, json_response, read_json
 from printers.simulator.common import BadRequest as _BadRequest
 
@@ -116,6 +118,18 @@ async def set_trays(request: web.Request) -> web.Response:
     return json_response(farm.describe_printer(index))
 
 
+async def set_ready(request: web.Request) -> web.Response:
+    farm: SimulatedFarm = request.app[FARM]
+    index = _index(request)
+    try:
+        farm.set_ready(index)
+    except ValueError as exc:
+        raise _BadRequest(str(exc)) from exc
+    except RuntimeError as exc:
+        raise _BadRequest(str(exc), 409) from exc
+    return json_response(farm.describe_printer(index))
+
+
 async def prints(request: web.Request) -> web.Response:
     farm: SimulatedFarm = request.app[FARM]
     index = _index(request) if "index" in request.match_info else None
@@ -153,8 +167,10 @@ def build_control_app(farm: SimulatedFarm) -> web.Application:
     app.router.add_post("/printers/{index}/print", start_print)
     app.router.add_post("/printers/{index}/extrusion", set_extrusion)
     app.router.add_post("/printers/{index}/trays", set_trays)
+    app.router.add_post("/printers/{index}/ready", set_ready)
     app.router.add_get("/printers/{index}/prints", prints)
     app.router.add_get("/prints", prints)
     app.router.add_get("/stats", stats)
     app.router.add_post("/stats/reset", reset_stats)
+    cameras.add_control_routes(app)  # /printers/{index}/camera-fault, /cameras
     return app

@@ -32,12 +32,14 @@ from typing import Any
 
 from aiohttp import web
 
-from printers.simulator import bambu, control, moonraker, octoprint
+from printers.simulator import bambu, control, moonraker, octoprint, prusalink
 from printers.simulator.bambu_ftps import FtpsServer
 from printers.simulator.bambu_tls import FarmKey
+from printers.simulator.cameras import SimCameras
 from printers.simulator.farm_control import CALL_TIMEOUT
 from printers.simulator.farm_faults import LISTEN_BACKLOG, FarmFaults
 from printers.simulator.printer import MIXED_CYCLE, PROTOCOLS, SimPrinter
+from printers.simulator.prusalink_state import PrusaLinkDevice
 from printers.simulator.stats import SAMPLE_INTERVAL, FarmStats
 
 logger = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ class SimulatedFarm(FarmFaults):
         upload_dir: str | Path | None = None,
     ) -> None:
         if protocol not in (*PROTOCOLS, "mixed"):
-            raise ValueError(f"protocol must be moonraker, octoprint, bambu or mixed, not {protocol!r}")
+            raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)} or mixed, not {protocol!r}")
         if count < 1:
             raise ValueError("count must be >= 1")
         if speed <= 0:
@@ -103,10 +105,15 @@ class SimulatedFarm(FarmFaults):
                 )
             )
         self.stats_counters = FarmStats(count)
+        self.cameras = SimCameras()  # the Moonraker and OctoPrint printers' webcams
         self._by_port: dict[int, SimPrinter] = {}
         self._socks: dict[int, socket.socket] = {}  # printer index -> bound socket (listening or not)
         self._ftps_socks: dict[int, socket.socket] = {}  # Bambu printer index -> its FTPS socket
         self.bambu_devices: dict[int, bambu.BambuDevice] = {}  # Bambu printer index -> its firmware
+        # PrusaLink printer index -> its password, Set Ready flag, transfer, nonces, connections
+        self.prusalink_devices = {
+            p.index: PrusaLinkDevice(p) for p in self.printers if p.protocol == "prusalink"
+        }
         self._tls_dir: Path | None = None
         self._farm_key: FarmKey | None = None
         self._runners: dict[str, web.AppRunner] = {}
@@ -187,7 +194,11 @@ class SimulatedFarm(FarmFaults):
 
     async def _start(self) -> None:
         assert self.upload_dir is not None and self._loop is not None
-        builders = {"moonraker": moonraker.build_app, "octoprint": octoprint.build_app}
+        builders = {
+            "moonraker": moonraker.build_app,
+            "octoprint": octoprint.build_app,
+            "prusalink": prusalink.build_app,
+        }
         for kind in sorted({p.protocol for p in self.printers} - {"bambu"}):
             # handler_cancellation: a client that gives up on a blackholed/slow request
             # cancels its handler, so hung requests never pile up.
@@ -211,7 +222,7 @@ class SimulatedFarm(FarmFaults):
             elif p.fault != "offline":
                 sock.listen(LISTEN_BACKLOG)
                 p.server = await self._loop.create_server(
-                    self._runners[p.protocol].server,  # type: ignore[arg-type]
+                    self._protocol_factory(p),
                     sock=sock,
                     backlog=LISTEN_BACKLOG,
                 )

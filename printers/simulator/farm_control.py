@@ -19,6 +19,7 @@ from printers.simulator.stats import FarmStats
 
 if TYPE_CHECKING:
     from printers.simulator.bambu import BambuDevice
+    from printers.simulator.prusalink_state import PrusaLinkDevice
 
 T = TypeVar("T")
 CALL_TIMEOUT = 30.0  # seconds a thread waits for the farm's loop to run a call
@@ -29,6 +30,7 @@ class FarmControl:
 
     printers: list[SimPrinter]
     bambu_devices: dict[int, BambuDevice]
+    prusalink_devices: dict[int, PrusaLinkDevice]
     stats_counters: FarmStats
     _loop: asyncio.AbstractEventLoop | None
     _reopening: dict[int, asyncio.Task[None]]
@@ -116,6 +118,11 @@ class FarmControl:
         self._call(self.stats_counters.reset)
 
     def describe_printer(self, index: int) -> dict[str, Any]:
+        described = self._describe_printer(index)
+        device = self.prusalink_devices.get(index)
+        return described if device is None else described | self._call(device.describe)
+
+    def _describe_printer(self, index: int) -> dict[str, Any]:
         def run() -> dict[str, Any]:
             p = self._printer(index)
             now = self.sim_now()
@@ -138,6 +145,44 @@ class FarmControl:
             } | (self.bambu_devices[index].describe() if index in self.bambu_devices else {})
 
         return self._call(run)
+
+    def prusalink(self, index: int) -> PrusaLinkDevice:
+        """The PrusaLink side of printer `index`: password, model, serial, connection counters
+        (connections, peak_connections, peak_active, waited), nonce_lifetime. Read it from any
+        thread; change it through the calls below."""
+        device = self.prusalink_devices.get(index)
+        if device is None:
+            raise ValueError(f"Printer {index} is not a PrusaLink printer")
+        return device
+
+    def prusalink_password(self, index: int) -> str:
+        """Printer `index`'s PrusaLink password (user "maker"; also its X-Api-Key)."""
+        return self.prusalink(index).password
+
+    def set_ready(self, index: int) -> None:
+        """Press "Set Ready" on PrusaLink printer `index`: IDLE, FINISHED or STOPPED read READY
+        until the next print starts. RuntimeError in any other state."""
+
+        def run() -> None:
+            device = self.prusalink(index)
+            device.printer.advance(self.sim_now())
+            device.set_ready()
+
+        self._call(run)
+
+    def reset_connection_peaks(self, index: int) -> None:
+        """Start counting a PrusaLink printer's peak connections and requests afresh."""
+        self._call(lambda: self.prusalink(index).reset_peaks())
+
+    def set_nonce_lifetime(self, index: int, seconds: float) -> None:
+        """How many wall seconds a PrusaLink printer's digest nonce stays fresh (default 5)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+            raise ValueError("nonce lifetime must be a number of seconds > 0")
+
+        def run() -> None:
+            self.prusalink(index).nonce_lifetime = float(seconds)
+
+        self._call(run)
 
     def set_trays(
         self, index: int, trays: list[dict[str, Any]], external: dict[str, Any] | None = None

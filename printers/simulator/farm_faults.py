@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from printers.simulator.farm_control import FarmControl
-from printers.simulator.printer import BAMBU_FAULTS, FAULTS, SimPrinter, faults_for
+from printers.simulator.printer import BAMBU_FAULTS, FAULTS, PRUSALINK_FAULTS, SimPrinter, faults_for
+from printers.simulator.prusalink import protocol_factory
+from printers.simulator.prusalink_state import PrusaLinkDevice
 
 if TYPE_CHECKING:
     from printers.simulator.bambu import BambuDevice
+    from printers.simulator.cameras import SimCameras
 
 LISTEN_BACKLOG = 128
 
@@ -49,13 +52,15 @@ class FarmFaults(FarmControl):
     _tasks: set[asyncio.Task[Any]]
     _ftps_socks: dict[int, socket.socket]
     bambu_devices: dict[int, BambuDevice]
+    prusalink_devices: dict[int, PrusaLinkDevice]
+    cameras: SimCameras
 
     def set_fault(self, index: int, fault: str | None, delay: float = 3.0) -> None:
         """Switch printer `index` to `fault` (one of FAULTS); None or "none" clears it."""
         if fault == "none" or fault == "":
             fault = None
-        if fault is not None and fault not in FAULTS and fault not in BAMBU_FAULTS:
-            names = ", ".join(dict.fromkeys((*FAULTS, *BAMBU_FAULTS)))
+        if fault is not None and fault not in (*FAULTS, *BAMBU_FAULTS, *PRUSALINK_FAULTS):
+            names = ", ".join(dict.fromkeys((*FAULTS, *BAMBU_FAULTS, *PRUSALINK_FAULTS)))
             raise ValueError(f"Unknown fault {fault!r}; expected one of {names} or none")
         if delay < 0:
             raise ValueError("delay must be >= 0")
@@ -66,6 +71,11 @@ class FarmFaults(FarmControl):
                 f"expected one of {', '.join(faults_for(protocol))} or none"
             )
         self._call(lambda: self._set_fault(self._printer(index), fault, float(delay)))
+
+    def set_camera_fault(self, index: int, fault: str | None) -> None:
+        """Printer `index`'s webcam: "hang", "garbage", "down" (printers.simulator.cameras) or None."""
+        self._printer(index)
+        self._call(lambda: self.cameras.set_fault(index, fault))
 
     def _set_fault(self, p: SimPrinter, fault: str | None, delay: float) -> None:
         if p.protocol == "bambu":
@@ -79,6 +89,11 @@ class FarmFaults(FarmControl):
                 p.lose_link(now)
             else:
                 p.restore_link()
+        device = self.prusalink_devices.get(p.index)
+        if device is not None:  # the attention dialog pauses / resumes a print
+            now = self.sim_now()
+            p.advance(now)
+            device.fault_changed(p.fault, fault, now)
         p.fault = fault
         p.fault_delay = delay
         if self._state != "running":
@@ -137,6 +152,14 @@ class FarmFaults(FarmControl):
         if device.ftps is not None:
             device.ftps.drop_all(_drop)
 
+    def _protocol_factory(self, p: SimPrinter) -> Any:
+        """What serves printer p's connections: its protocol's aiohttp server; on a PrusaLink
+        printer wrapped to count its connections."""
+        server = self._runners[p.protocol].server
+        assert server is not None
+        device = self.prusalink_devices.get(p.index)
+        return server if device is None else protocol_factory(server, device)
+
     def _bind(self, port: int) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -181,7 +204,7 @@ class FarmFaults(FarmControl):
             self._reopen_started.add(p.index)
             try:
                 server = await loop.create_server(
-                    self._runners[p.protocol].server,  # type: ignore[arg-type]
+                    self._protocol_factory(p),
                     sock=sock,
                     backlog=LISTEN_BACKLOG,
                 )

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from printers.simulator import cameras
 from printers.simulator.common import (
     FARM,
     NOW,
@@ -46,10 +47,11 @@ API_VERSION = [1, 5, 0]
 SPEC = ProtocolSpec(
     status_path="/printer/objects/query",
     upload_paths=frozenset({"/server/files/upload"}),
-    auth_exempt=frozenset({"/access/info"}),
+    auth_exempt=frozenset({"/access/info", "/webcam/"}),  # the webcam is crowsnest's, not Moonraker's
     auth_status=401,
     error=error,
     malformed=b'{"result": {"eventtime": 1234.5, "status": {"webhooks": {"state": "rea',
+    socket_paths=frozenset({"/websocket"}),
 )
 
 
@@ -100,7 +102,13 @@ async def objects_query(request: web.Request) -> web.Response:
     if not wanted:
         for name, fields in request.query.items():
             wanted[name] = [f for f in fields.split(",") if f] or None
-    builders = printer_objects(request[PRINTER], request[NOW])
+    return result(query_status(request[PRINTER], request[NOW], wanted))
+
+
+def query_status(printer: SimPrinter, now: float, wanted: dict[str, list[str] | None]) -> dict[str, Any]:
+    """objects/query's result (and the websocket subscribe reply's): the wanted objects,
+    each whole (None) or only the listed fields."""
+    builders = printer_objects(printer, now)
     status: dict[str, Any] = {}
     for name, fields in wanted.items():
         build = builders.get(name)
@@ -108,7 +116,7 @@ async def objects_query(request: web.Request) -> web.Response:
             continue  # unknown objects are silently omitted, as Klipper does
         values = build()
         status[name] = values if fields is None else {f: values[f] for f in fields if f in values}
-    return result({"eventtime": round(time.monotonic(), 3), "status": status})
+    return {"eventtime": round(time.monotonic(), 3), "status": status}
 
 
 async def objects_list(request: web.Request) -> web.Response:
@@ -120,47 +128,53 @@ async def objects_list(request: web.Request) -> web.Response:
 
 
 async def server_info(request: web.Request) -> web.Response:
-    printer: SimPrinter = request[PRINTER]
-    connected = printer.fault != "not_ready" and printer.link != LOST
+    return result(server_info_result(request[PRINTER]))
+
+
+def klippy_connected(printer: SimPrinter) -> bool:
+    return printer.fault != "not_ready" and printer.link != LOST
+
+
+def server_info_result(printer: SimPrinter, websockets: int = 0) -> dict[str, Any]:
+    connected = klippy_connected(printer)
     # Without a Klippy socket Moonraker says "disconnected" (KlippyConnection.state).
     klippy_state = webhooks_state(printer)[0] if connected else "disconnected"
-    return result(
-        {
-            "klippy_connected": connected,
-            "klippy_state": klippy_state,
-            "components": ["klippy_connection", "application", "file_manager", "klippy_apis", "history"],
-            "failed_components": [],
-            "registered_directories": ["config", "logs", "gcodes"],
-            "warnings": [],
-            "websocket_count": 0,
-            "moonraker_version": MOONRAKER_VERSION,
-            "missing_klippy_requirements": [],
-            "api_version": API_VERSION,
-            "api_version_string": ".".join(map(str, API_VERSION)),
-        }
-    )
+    return {
+        "klippy_connected": connected,
+        "klippy_state": klippy_state,
+        "components": ["klippy_connection", "application", "file_manager", "klippy_apis", "history"],
+        "failed_components": [],
+        "registered_directories": ["config", "logs", "gcodes"],
+        "warnings": [],
+        "websocket_count": websockets,
+        "moonraker_version": MOONRAKER_VERSION,
+        "missing_klippy_requirements": [],
+        "api_version": API_VERSION,
+        "api_version_string": ".".join(map(str, API_VERSION)),
+    }
 
 
 async def printer_info(request: web.Request) -> web.Response:
     _klippy_endpoint(request)
-    printer: SimPrinter = request[PRINTER]
+    return result(printer_info_result(request[PRINTER]))
+
+
+def printer_info_result(printer: SimPrinter) -> dict[str, Any]:
     state, message = webhooks_state(printer)
-    return result(
-        {
-            "state": state,
-            "state_message": message,
-            "hostname": printer.name,
-            "klipper_path": "/home/pi/klipper",
-            "python_path": "/home/pi/klippy-env/bin/python",
-            "process_id": 1000 + printer.index,
-            "user_id": 1000,
-            "group_id": 1000,
-            "log_file": "/home/pi/printer_data/logs/klippy.log",
-            "config_file": "/home/pi/printer_data/config/printer.cfg",
-            "software_version": KLIPPER_VERSION,
-            "cpu_info": "simulated",
-        }
-    )
+    return {
+        "state": state,
+        "state_message": message,
+        "hostname": printer.name,
+        "klipper_path": "/home/pi/klipper",
+        "python_path": "/home/pi/klippy-env/bin/python",
+        "process_id": 1000 + printer.index,
+        "user_id": 1000,
+        "group_id": 1000,
+        "log_file": "/home/pi/printer_data/logs/klippy.log",
+        "config_file": "/home/pi/printer_data/config/printer.cfg",
+        "software_version": KLIPPER_VERSION,
+        "cpu_info": "simulated",
+    }
 
 
 async def access_info(request: web.Request) -> web.Response:
@@ -346,4 +360,8 @@ def build_app(farm: object) -> web.Application:
     add("GET", "/server/history/list", history_list)
     add("GET", "/server/history/job", history_job)
     add("GET", "/access/info", access_info)
+    from printers.simulator import moonraker_ws  # it builds on this module's replies
+
+    moonraker_ws.add_routes(app)
+    cameras.add_routes(app, "moonraker")
     return app

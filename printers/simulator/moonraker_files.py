@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from aiohttp import web
 
 from printers.simulator.common import NOW, PRINTER, BadRequest, receive_upload
-from printers.simulator.files import GCODE_EXTENSIONS, SimFile, UploadRejected, clean_path
+from printers.simulator.files import GCODE_EXTENSIONS, SimFile, SimThumbnail, UploadRejected, clean_path
 from printers.simulator.moonraker_replies import result
 from printers.simulator.printer import READY, SimPrinter
 
@@ -104,7 +105,10 @@ def file_metadata(printer: SimPrinter, info: SimFile) -> dict[str, Any]:
         "estimated_time": info.estimated_time,
         "first_layer_extr_temp": info.hotend_temp,
         "first_layer_bed_temp": info.bed_temp,
-        "thumbnails": [],
+        "thumbnails": [
+            {"width": t.width, "height": t.height, "size": len(t.data), "relative_path": _thumb_name(info, t)}
+            for t in info.thumbnails
+        ],
         "print_start_time": None,
         "job_id": None,
         "filename": info.path,
@@ -124,6 +128,27 @@ async def files_metadata(request: web.Request) -> web.Response:
     return result(file_metadata(printer, info))
 
 
+def _thumb_name(info: SimFile, thumb: SimThumbnail) -> str:
+    """Where Moonraker writes a file's image: `.thumbs/<stem>-WxH.png` beside the G-code."""
+    return f".thumbs/{PurePosixPath(info.path).stem}-{thumb.width}x{thumb.height}.{thumb.ext}"
+
+
+def _thumbnail(printer: SimPrinter, rel: str) -> web.Response | None:
+    """A `.thumbs/` image, kept in memory by the simulator rather than written to disk."""
+    path = PurePosixPath(rel)
+    if path.parent.name != ".thumbs":
+        return None
+    folder = path.parent.parent
+    for info in printer.files.values():
+        if PurePosixPath(info.path).parent != folder:
+            continue
+        for thumb in info.thumbnails:
+            if _thumb_name(info, thumb) == f".thumbs/{path.name}":
+                kind = "image/png" if thumb.ext == "png" else "image/jpeg"
+                return web.Response(body=thumb.data, content_type=kind)
+    return None
+
+
 def _root_path(request: web.Request) -> tuple[SimPrinter, str, str]:
     printer: SimPrinter = request[PRINTER]
     root = request.match_info["root"]
@@ -140,6 +165,9 @@ async def file_download(request: web.Request) -> web.StreamResponse:
     printer, root, rel = _root_path(request)
     path = (printer.files_dir if root == "gcodes" else printer.storage / root) / rel
     if not path.is_file():
+        thumbnail = _thumbnail(printer, rel) if root == "gcodes" else None
+        if thumbnail is not None:
+            return thumbnail
         raise BadRequest(f"File {rel} does not exist", 404)
     return web.FileResponse(path)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from printers.simulator import cameras
 from printers.simulator.common import (
     FARM,
     NOW,
@@ -29,6 +30,7 @@ from printers.simulator.octoprint_files import (
     file_info,
     files_list,
     files_upload,
+    plugin_thumbnail,
 )
 from printers.simulator.octoprint_state import no_content, require_operational, state_flags, state_text
 from printers.simulator.printer import (
@@ -53,7 +55,7 @@ def error(status: int, message: str) -> web.Response:
 SPEC = ProtocolSpec(
     status_path="/api/printer",
     upload_paths=frozenset({"/api/files/local"}),
-    auth_exempt=frozenset(),
+    auth_exempt=frozenset({"/webcam/"}),  # OctoPi's mjpg-streamer, behind haproxy: no API key
     auth_status=403,
     error=error,
     malformed=b'{"temperature": {"tool0": {"actual": 21',
@@ -335,4 +337,6 @@ def build_app(farm: object) -> web.Application:
     add("POST", "/api/files/local/{path:.+}", file_command)
     add("DELETE", "/api/files/local/{path:.+}", file_delete)
     add("GET", "/downloads/files/local/{path:.+}", file_download)
+    add("GET", "/plugin/prusaslicerthumbnails/thumbnail/{path:.+}", plugin_thumbnail)
+    cameras.add_routes(app, "octoprint")
     return app

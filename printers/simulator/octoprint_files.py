@@ -4,12 +4,13 @@ select, delete, download.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from aiohttp import web
 
 from printers.simulator.common import NOW, PRINTER, BadRequest, json_response, read_json, receive_upload
-from printers.simulator.files import SimFile, UploadRejected, clean_path
+from printers.simulator.files import SimFile, SimThumbnail, UploadRejected, clean_path
 from printers.simulator.octoprint_state import is_operational, no_content, require_operational
 from printers.simulator.printer import SimPrinter
 
@@ -38,7 +39,36 @@ def _file_entry(printer: SimPrinter, info: SimFile) -> dict[str, Any]:
     }
     if info.estimated_time is not None:
         entry["gcodeAnalysis"] = {"estimatedPrintTime": info.estimated_time}
+    if _plugin_thumbnail(info) is not None:
+        # The PrusaSlicer Thumbnails plugin's fields: a path under OctoPrint's address.
+        entry["thumbnail"] = f"{THUMBNAIL_ROUTE}/{_thumb_path(info)}?{int(info.modified)}"
+        entry["thumbnail_src"] = "prusaslicerthumbnails"
     return entry
+
+
+THUMBNAIL_ROUTE = "plugin/prusaslicerthumbnails/thumbnail"
+
+
+def _plugin_thumbnail(info: SimFile) -> SimThumbnail | None:
+    """The image the plugin extracts: the largest one embedded."""
+    return max(info.thumbnails, key=lambda t: t.width * t.height, default=None)
+
+
+def _thumb_path(info: SimFile) -> str:
+    thumb = _plugin_thumbnail(info)
+    return str(PurePosixPath(info.path).with_suffix(f".{thumb.ext if thumb else 'png'}"))
+
+
+async def plugin_thumbnail(request: web.Request) -> web.Response:
+    """GET /plugin/prusaslicerthumbnails/thumbnail/<path>: the plugin's extracted image."""
+    printer: SimPrinter = request[PRINTER]
+    wanted = request.match_info["path"]
+    for info in printer.files.values():
+        thumb = _plugin_thumbnail(info)
+        if thumb is not None and _thumb_path(info) == wanted:
+            kind = "image/png" if thumb.ext == "png" else "image/jpeg"
+            return web.Response(body=thumb.data, content_type=kind)
+    raise BadRequest("Not found", 404)
 
 
 async def files_list(request: web.Request) -> web.Response:

@@ -51,14 +51,26 @@ BAMBU_FAULTS = (
     "reset_upload",  # FTPS data connection reset mid-file
     "stall_upload",  # FTPS stops reading mid-file until the fault clears
 )
-PROTOCOLS = ("moonraker", "octoprint", "bambu")
-# "mixed" cycles three Moonraker/OctoPrint pairs, then two Bambu printers: a farm of up to six
-# (what most tests use) stays HTTP-only, 1,000 mixed printers are 375/375/250.
-MIXED_CYCLE = ("moonraker", "octoprint") * 3 + ("bambu", "bambu")
+# PrusaLink printers (prusalink.py) take the HTTP faults plus their USB stick's and dialogs'.
+PRUSALINK_FAULTS = (
+    *FAULTS,
+    "no_usb",  # no USB stick: uploads 507 "Missing USB drive", the file list is empty
+    "usb_full",  # uploads 507 "USB drive full"
+    "slow_usb",  # uploads are accepted at a crawl (16 KiB per 0.1 s)
+    "stale_nonce",  # a digest nonce serves one request, then it is stale (401 stale=true)
+    "attention",  # a dialog waits for a person: ATTENTION, a running print pauses until cleared
+)
+PROTOCOLS = ("moonraker", "octoprint", "bambu", "prusalink")
+# "mixed" cycles three Moonraker/OctoPrint pairs, two Bambu printers, then two PrusaLink
+# printers: a farm of up to six (what most tests use) stays Moonraker/OctoPrint-only and the
+# first eight printers are what they were before PrusaLink; 1,000 mixed are 300/300/200/200.
+MIXED_CYCLE = ("moonraker", "octoprint") * 3 + ("bambu", "bambu") + ("prusalink", "prusalink")
 
 
 def faults_for(protocol: str) -> tuple[str, ...]:
-    return BAMBU_FAULTS if protocol == "bambu" else FAULTS
+    if protocol == "bambu":
+        return BAMBU_FAULTS
+    return PRUSALINK_FAULTS if protocol == "prusalink" else FAULTS
 
 
 AMBIENT = 22.0
@@ -202,7 +214,7 @@ class SimPrinter:
     def files_dir(self) -> Path:
         if self.protocol == "bambu":
             return self.storage  # the SD card root, where FTPS STOR puts files
-        return self.storage / ("gcodes" if self.protocol == "moonraker" else "local")
+        return self.storage / {"moonraker": "gcodes", "prusalink": "usb"}.get(self.protocol, "local")
 
     def file_path(self, rel_path: str) -> Path:
         return self.files_dir / rel_path
@@ -260,7 +272,7 @@ class SimPrinter:
         """Protocol-neutral state for the control API (printers.state vocabulary)."""
         if self.fault == "offline":
             return "offline"
-        if self.link == SHUTDOWN or (self.link == LOST and self.protocol == "octoprint"):
+        if self.link == SHUTDOWN or (self.link == LOST and self.protocol in ("octoprint", "prusalink")):
             return "error"
         if self.link != READY or self.fault == "not_ready":
             return "connecting"

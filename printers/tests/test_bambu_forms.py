@@ -53,7 +53,15 @@ def test_a_bambu_address_is_an_ip_or_host_stored_as_mqtts(typed: str, stored: st
 
 
 @pytest.mark.parametrize(
-    "typed", ["http://192.168.1.60", "169.254.169.254", "bblp:code@10.0.0.7", "10.0.0.7/path", "h:70000"]
+    "typed",
+    [
+        "http://192.168.1.60",
+        "169.254.169.254",
+        "bblp:code@10.0.0.7",
+        "10.0.0.7/path",
+        "h:70000",
+        "[A-Za-z0-9_-]",  # a bracketed host that is no IPv6 address: urlsplit raised, a 500 (fuzz)
+    ],
 )
 def test_other_addresses_are_refused_for_bambu(typed: str) -> None:
     form = PrinterForm(data(base_url=typed))

@@ -635,11 +635,13 @@ def test_http_faults_are_refused_for_bambu_printers(bambu_sim_2_printers: Simula
 
 
 def test_mixed_farm_adds_bambu_after_three_http_pairs(tmp_path) -> None:
-    farm = SimulatedFarm(count=9, protocol="mixed")
+    farm = SimulatedFarm(count=11, protocol="mixed")
     assert [p.protocol for p in farm.printers] == [
         *("moonraker", "octoprint") * 3,
         "bambu",
         "bambu",
+        "prusalink",
+        "prusalink",
         "moonraker",
     ]
 

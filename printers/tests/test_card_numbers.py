@@ -114,9 +114,11 @@ def test_print_without_an_extruder_never_reads_0_s_left(klipper, printer, web):
     row = poll_until(printer, seen)
     assert row.state == State.PRINTING and row.progress < 100
     assert not [line for line in lines if "0 s left" in line]
-    assert all(line.endswith((" left", "time left unknown")) for line in lines)
+    # The end clock follows the time left once there is one ("· ends 14:35").
+    assert all(re.sub(r" · ends [^·]+$", "", line).endswith((" left", "time left unknown")) for line in lines)
     line = progress_line(card_html(web, printer))
-    assert re.fullmatch(r"\d+% · (\d+ h \d\d min|\d+ min) left", line), line
+    ends = r" · ends (tomorrow |\w{3} )?\d\d:\d\d"
+    assert re.fullmatch(rf"\d+% · (\d+ h \d\d min|\d+ min) left{ends}", line), line
     assert row.elapsed is not None and row.elapsed >= 0.05 * LONG_PRINT - 60  # not 0 s printed
     label, _ = state_for(card_html(web, printer))
     assert label.startswith("Printing for ") and not label.endswith(" s"), label

@@ -265,7 +265,9 @@ def test_card_preheat_on_a_moonraker_whose_klipper_went_away_says_so(client) -> 
 @pytest.mark.django_db
 def test_bambu_card_offers_its_light_switch_and_no_emergency_stop(client) -> None:
     client.force_login(UserFactory())
-    printer = set_status(PrinterFactory(protocol="bambu", serial="01P00A000000002"), State.PRINTING, light=True)
+    printer = set_status(
+        PrinterFactory(protocol="bambu", serial="01P00A000000002"), State.PRINTING, light=True
+    )
     body = client.get(reverse("printers:dashboard")).content.decode()
     assert card_buttons(body, printer) == ["pause", "cancel", "light-off"]
     set_status(printer, State.IDLE, light=False)

@@ -22,6 +22,8 @@ ALLOWED_ABOVE = {
     "jobs/library.py": {"printfarm.accounts.audit"},
     # Pages and the websocket check the user's role.
     "printers/views.py": {"printfarm.accounts.roles"},
+    "printers/bulk_views.py": {"printfarm.accounts.roles", "printfarm.accounts.models"},
+    "printers/camera_views.py": {"printfarm.accounts.roles"},
     "printers/consumers.py": {"printfarm.accounts.roles"},
     "jobs/views/history.py": {"printfarm.accounts.roles"},
     "jobs/views/library.py": {"printfarm.accounts.roles"},

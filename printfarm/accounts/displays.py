@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.utils import timezone
 
@@ -19,6 +21,7 @@ from printfarm.accounts.audit import audit_record, user_name
 from printfarm.accounts.models import DisplayLink, Role
 from printfarm.accounts.roles import set_role
 
+_CARD_IMAGE = re.compile(r"^/printers/\d+/(camera/snapshot|thumbnail/[^/]+/)$")
 PREFIX = "pfd"
 SESSION_KEY = "display_link"  # in the session of a browser signed in by a display link
 # Where a display may go: the wall and what the wall itself asks for.
@@ -78,8 +81,13 @@ def display_allowed(path: str, query: dict[str, str]) -> bool:
     and the poller banner (static files and the websocket don't pass through views)."""
     if path == "/":
         return query.get("view") == "wall"
-    # /login/: a revoked link's screen is signed out and lands there.
-    return path in ("/poller-health/", "/logout/", "/login/") or path.startswith("/display/")
+    # /login/: a revoked link's screen is signed out and lands there. /cameras/: the camera
+    # wall is a wall too. The images cards show: snapshots, printers' own thumbnails.
+    return (
+        path in ("/poller-health/", "/logout/", "/login/", "/cameras/")
+        or path.startswith("/display/")
+        or _CARD_IMAGE.match(path) is not None
+    )
 
 
 class DisplayOnlyMiddleware:
@@ -98,16 +106,32 @@ class DisplayOnlyMiddleware:
     def _kept_out(self, request: Any, display: object) -> bool:
         return display is not None and not display_allowed(request.path, request.GET)
 
+    @staticmethod
+    def _revoked() -> Any:
+        """The screen of a revoked link: told so where it is, not sent to a login page."""
+        from django.template.loader import render_to_string
+
+        return HttpResponse(render_to_string("accounts/display_invalid.html"), status=403)
+
     def __call__(self, request: Any) -> Any:
         if self.is_async:
             return self.__acall__(request)
-        cookie = settings.SESSION_COOKIE_NAME in request.COOKIES
-        if cookie and self._kept_out(request, request.session.get(SESSION_KEY)):
+        display = (
+            request.session.get(SESSION_KEY) if settings.SESSION_COOKIE_NAME in request.COOKIES else None
+        )
+        if display is not None and not request.user.is_authenticated:
+            request.session.flush()
+            return self._revoked()
+        if self._kept_out(request, display):
             return redirect(WALL)
         return self.get_response(request)
 
     async def __acall__(self, request: Any) -> Any:
         cookie = settings.SESSION_COOKIE_NAME in request.COOKIES
-        if cookie and self._kept_out(request, await request.session.aget(SESSION_KEY)):
+        display = await request.session.aget(SESSION_KEY) if cookie else None
+        if display is not None and not (await request.auser()).is_authenticated:
+            await request.session.aflush()
+            return self._revoked()
+        if self._kept_out(request, display):
             return redirect(WALL)
         return await self.get_response(request)

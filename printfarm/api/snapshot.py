@@ -20,6 +20,7 @@ from django.db.models import Count, Max
 
 from printers.commands import commands_for_state
 from printers.drivers.base import address_shown
+from printers.finding import natural_key
 from printers.health import poller_health
 from printers.models import Printer, PrinterStatusRow
 from printers.presenters import card_state
@@ -116,7 +117,8 @@ def _build(previous: Snapshot) -> Snapshot:
             previous = dataclasses.replace(previous, **_status_body(previous.farm, poller))
         previous.built_at = time.monotonic()
         return previous
-    printers = list(Printer.objects.with_status().order_by("name"))
+    # By name as people count: "sim-2" before "sim-10" (the dashboard's order).
+    printers = sorted(Printer.objects.with_status().order_by(), key=lambda p: natural_key(p.name))
     dicts = [printer_dict(p) for p in printers]
     # Counted from the printers just read, so the counts and the list always agree, by the
     # rule the dashboard and /metrics count by.

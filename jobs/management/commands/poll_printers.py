@@ -18,6 +18,7 @@ import uvloop
 from django.core.management.base import BaseCommand
 
 from jobs.dispatch import Dispatcher
+from notifications.sender import Sender
 from printers import changes
 from printers.coordinator import Coordinator, parse_shard
 from printers.management.arguments import positive
@@ -85,7 +86,9 @@ class Command(BaseCommand):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         dispatcher = Dispatcher(coordinator)
+        sender = Sender()
         try:
+            await sender.start(poller_shard=coordinator.shard)  # first: sees a dead predecessor's beat
             await coordinator.start()
             await dispatcher.start()
             # Django, the drivers and 1,000 pollers are alive for good: keep them out of
@@ -95,6 +98,7 @@ class Command(BaseCommand):
             await stop.wait()
         finally:
             try:
+                await sender.aclose()
                 await dispatcher.aclose()
                 await coordinator.aclose()
                 await changes.drain()  # the last flush's cards reach open dashboards (Redis)

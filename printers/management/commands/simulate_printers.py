@@ -1,4 +1,4 @@
-"""Run simulated Moonraker/OctoPrint/Bambu printers on loopback ports until SIGINT/SIGTERM."""
+"""Run simulated Moonraker/OctoPrint/Bambu/PrusaLink printers on loopback ports until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from printers.simulator import FAULTS, SimulatedFarm
 from printers.simulator.farm import check_loopback
-from printers.simulator.printer import BAMBU_FAULTS
+from printers.simulator.printer import BAMBU_FAULTS, PRUSALINK_FAULTS
 
 SUMMARY_OVER = 20  # list printers one per line up to this many
 
@@ -35,14 +35,16 @@ def raise_nofile_limit() -> tuple[int, int]:
 
 class Command(BaseCommand):
     help = (
-        "Run N simulated printers (Moonraker/OctoPrint HTTP APIs, Bambu MQTT+FTPS over TLS) on "
+        "Run N simulated printers (Moonraker/OctoPrint/PrusaLink HTTP APIs, Bambu MQTT+FTPS over TLS) on "
         "loopback: printer i on port P+i (a Bambu printer's FTPS on P+N+i), the control API on "
         "--control-port (default P-1). Runs until interrupted. "
         "Control API: GET /printers, /printers/{i}, /prints (every print start and end), "
         '/printers/{i}/prints, /stats; POST /printers/{i}/fault {"fault": F} with F one of '
-        f"{', '.join(FAULTS)} (Bambu: {', '.join(BAMBU_FAULTS)}) or null; "
-        "POST /printers/{i}/print, /printers/{i}/trays. Moonraker printers also serve "
-        "their job history at /server/history/list and /server/history/job."
+        f"{', '.join(FAULTS)} (Bambu: {', '.join(BAMBU_FAULTS)}; PrusaLink adds "
+        f"{', '.join(f for f in PRUSALINK_FAULTS if f not in FAULTS)}) or null; "
+        "POST /printers/{i}/print, /printers/{i}/trays, /printers/{i}/ready (PrusaLink Set Ready). "
+        "PrusaLink printers take user maker and the password in GET /printers/{i}. "
+        "Moonraker printers also serve their job history at /server/history/list and /server/history/job."
     )
     requires_system_checks: list[str] = []  # pure aiohttp; needs neither models nor the database
 
@@ -50,9 +52,9 @@ class Command(BaseCommand):
         parser.add_argument("--count", type=int, default=3, help="number of printers (default 3)")
         parser.add_argument(
             "--protocol",
-            choices=["moonraker", "octoprint", "bambu", "mixed"],
+            choices=["moonraker", "octoprint", "bambu", "prusalink", "mixed"],
             default="mixed",
-            help="mixed: three Moonraker/OctoPrint pairs, then two Bambu printers, repeated",
+            help="mixed: three Moonraker/OctoPrint pairs, two Bambu, then two PrusaLink printers, repeated",
         )
         parser.add_argument(
             "--port",
@@ -88,7 +90,7 @@ class Command(BaseCommand):
         if count < 1:
             raise CommandError("--count must be at least 1")
         # Bambu printers take a second port each (FTPS: P+N+i)
-        ports = count if options["protocol"] in ("moonraker", "octoprint") else 2 * count
+        ports = count if options["protocol"] in ("moonraker", "octoprint", "prusalink") else 2 * count
         if port and not 1 <= port <= 65535 - ports + 1:
             raise CommandError(f"--port {port} with --count {count} runs past port 65535")
         control_port = options["control_port"]
@@ -161,6 +163,8 @@ def _write_printers_file(path: Path, farm: SimulatedFarm) -> None:
         if p.protocol == "bambu":
             device = farm.bambu(p.index)
             entry |= {"serial": device.serial, "api_key": device.access_code}
+        elif p.protocol == "prusalink":
+            entry |= {"username": "maker", "api_key": farm.prusalink_password(p.index)}
         data.append(entry)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,14 @@ SPEED = 60.0
 LONG_PRINT = 36_000.0
 
 
+@pytest.fixture(params=["websocket", "poll"])
+def moonraker_transport(request: pytest.FixtureRequest, settings: Any) -> str:
+    """Each way a Moonraker printer reports (get_driver reads the setting): a test that uses
+    this fixture runs once with the websocket driver, once with the polling one."""
+    settings.PRINTFARM_MOONRAKER_TRANSPORT = request.param
+    return str(request.param)
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     async with make_client(timeout=2.0) as client:
@@ -33,6 +42,8 @@ def driver_for(farm: SimulatedFarm, client: httpx.AsyncClient, index: int = 0, a
     if printer.protocol == "bambu":  # its LAN access code is its key, and it needs its serial
         device = farm.bambu(index)
         api_key, serial = api_key or device.access_code, device.serial
+    elif printer.protocol == "prusalink":  # Buddy takes its PrusaLink password as the API key
+        api_key = api_key or farm.prusalink_devices[index].password
     config = DriverConfig(base_url=printer.base_url, api_key=api_key, serial=serial)
     return get_driver(printer.protocol, config, client)
 

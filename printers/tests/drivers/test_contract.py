@@ -29,7 +29,7 @@ from printers.drivers import (
 )
 from printers.drivers.http import make_client
 from printers.simulator import FAULTS, SimPrinter, SimulatedFarm
-from printers.simulator.printer import BAMBU_FAULTS, faults_for
+from printers.simulator.printer import BAMBU_FAULTS, PRUSALINK_FAULTS, faults_for
 from printers.simulator.printer import PROTOCOLS as SIMULATED_PROTOCOLS
 from printers.state import TEMP_MAX, TEMP_MIN, PrinterStatus, State
 from printers.tests.drivers.conftest import LONG_PRINT, FarmFactory, driver_for, gcode_file, wait_for
@@ -63,6 +63,11 @@ class Profile:
     # Klipper and OctoPrint report a failed print in the firmware's words; Bambu firmware reports
     # only codes (print_error, HMS), which the driver names without that text.
     reports_error_text: bool = True
+    # PrusaLink (Buddy) names no job once a print is over: a print that ended before the driver
+    # saw it running finishes without its file's name.
+    names_unseen_finished_file: bool = True
+    # Requests a driver makes before an upload's own (PrusaLink lists the writable storage).
+    requests_before_upload: int = 0
     # case id -> why the driver fails it today
     known_bugs: dict[str, str] = field(default_factory=dict)
     # case id -> why the case doesn't exist for this protocol (its simulator has no such fault)
@@ -82,6 +87,16 @@ PROFILES: dict[str, Profile] = {
         refuses_cancel_when_idle=True,
         cancelled_message="",
         keeps_history=False,
+        known_bugs={},
+    ),
+    "prusalink": Profile(
+        link_lost_state=State.ERROR,
+        refuses_cancel_when_idle=True,
+        cancelled_message="Print cancelled",
+        keeps_history=False,
+        reports_error_text=False,
+        names_unseen_finished_file=False,
+        requests_before_upload=1,
         known_bugs={},
     ),
     "bambu": Profile(
@@ -249,7 +264,7 @@ async def test_status_in_every_state(
     spec.setup(farm)
     status = await wait_for(driver, spec.expected(profile))
     assert_sane(status)
-    if spec.job_file:
+    if spec.job_file and (case != "finished" or profile.names_unseen_finished_file):
         assert status.file == NAME
     message = spec.message(profile) if spec.message is not None else None
     if message is not None:
@@ -485,9 +500,10 @@ async def _fault_http500(farm: SimulatedFarm, driver: Driver, profile: Profile, 
     with pytest.raises(DriverError, match="HTTP 500") as caught:
         await driver.fetch_status()
     assert not caught.value.permanent
-    with pytest.raises(DriverError) as caught:
-        await driver.set_temperature(hotend=200)
-    assert not caught.value.permanent
+    if Capability.TEMPERATURE in driver.capabilities:
+        with pytest.raises(DriverError) as caught:
+            await driver.set_temperature(hotend=200)
+        assert not caught.value.permanent
     with pytest.raises(DriverError) as caught:
         await driver.upload(gcode_file(tmp_path), remote_name=NAME)
     assert not caught.value.permanent
@@ -536,7 +552,13 @@ async def _fault_disconnect(farm: SimulatedFarm, driver: Driver, profile: Profil
 
 
 async def _failed_upload(
-    farm: SimulatedFarm, driver: Driver, tmp_path: Path, fault: str, *, held: bool = False
+    farm: SimulatedFarm,
+    driver: Driver,
+    tmp_path: Path,
+    fault: str,
+    *,
+    held: bool = False,
+    before_upload: int = 0,
 ) -> None:
     farm.set_fault(0, fault)
     before = farm.stats_counters.requests
@@ -546,7 +568,7 @@ async def _failed_upload(
     if held:
         # The printer stops reading once the request reached it and holds it until the fault
         # clears, then drops the connection (as one that gave up on its SD card does).
-        await eventually(lambda: farm.stats_counters.requests > before or upload.done())
+        await eventually(lambda: farm.stats_counters.requests > before + before_upload or upload.done())
         farm.set_fault(0, None)
     with pytest.raises(DriverError) as caught:
         await upload
@@ -561,7 +583,9 @@ async def _fault_reset_upload(farm: SimulatedFarm, driver: Driver, profile: Prof
 
 
 async def _fault_stall_upload(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
-    await _failed_upload(farm, driver, tmp_path, "stall_upload", held=True)
+    await _failed_upload(
+        farm, driver, tmp_path, "stall_upload", held=True, before_upload=profile.requests_before_upload
+    )
 
 
 FAULT_CASES = {
@@ -687,12 +711,77 @@ BAMBU_FAULT_CASES = {
     "reset_upload": _fault_reset_upload,
     "stall_upload": _fault_stall_upload,
 }
-CASES_BY_FAULTS = {FAULTS: FAULT_CASES, BAMBU_FAULTS: BAMBU_FAULT_CASES}
+# --- the faults of a PrusaLink printer beyond HTTP's: its USB drive, digest nonces, dialogs
+
+
+async def _usb_refused(farm: SimulatedFarm, driver: Driver, tmp_path: Path, fault: str, words: str) -> None:
+    farm.set_fault(0, fault)
+    with pytest.raises(DriverError, match=words) as caught:
+        await driver.upload(gcode_file(tmp_path, size=64 * 1024), remote_name=NAME, start=True)
+    # The operator can put a drive in or make room: the transfer is retried, not failed.
+    assert not caught.value.permanent and not isinstance(caught.value, PrinterBusy)
+    assert not farm.printers[0].file_path(NAME).exists()
+    assert (await driver.fetch_status()).state is State.IDLE
+
+
+async def _fault_no_usb(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    await _usb_refused(farm, driver, tmp_path, "no_usb", "No USB drive")
+
+
+async def _fault_usb_full(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    await _usb_refused(farm, driver, tmp_path, "usb_full", "drive is full")
+
+
+async def _fault_slow_usb(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    farm.set_fault(0, "slow_usb")
+    path = gcode_file(tmp_path, size=96 * 1024)
+    calls: list[tuple[int, int]] = []
+    await driver.upload(path, remote_name=NAME, progress=lambda *sent: calls.append(sent))
+    assert calls[-1] == (path.stat().st_size,) * 2
+    assert farm.printers[0].file_path(NAME).read_bytes() == path.read_bytes()
+
+
+async def _fault_stale_nonce(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    # Every nonce serves one request: each request of the digest login meets a stale one.
+    farm.set_fault(0, "stale_nonce")
+    digest = type(driver)(dataclasses.replace(driver.config, username="maker"), driver.client)
+    for _ in range(3):
+        assert_sane(await digest.fetch_status())
+    await digest.upload(gcode_file(tmp_path, size=256 * 1024), remote_name=NAME, start=True)
+    assert (await wait_for(digest, State.PRINTING)).file == NAME
+    await digest.pause()
+    await wait_for(digest, State.PAUSED)
+
+
+async def _fault_attention(farm: SimulatedFarm, driver: Driver, profile: Profile, tmp_path: Path) -> None:
+    _print(farm)
+    await wait_for(driver, State.PRINTING)
+    farm.set_fault(0, "attention")
+    status = await wait_for(driver, State.PAUSED)
+    assert "attention at the printer" in status.message and status.file == NAME
+    assert_sane(status)
+    farm.set_fault(0, None)  # someone answered the dialog
+    await wait_for(driver, State.PRINTING)
+
+
+PRUSALINK_FAULT_CASES = FAULT_CASES | {
+    "no_usb": _fault_no_usb,
+    "usb_full": _fault_usb_full,
+    "slow_usb": _fault_slow_usb,
+    "stale_nonce": _fault_stale_nonce,
+    "attention": _fault_attention,
+}
+CASES_BY_FAULTS = {
+    FAULTS: FAULT_CASES,
+    BAMBU_FAULTS: BAMBU_FAULT_CASES,
+    PRUSALINK_FAULTS: PRUSALINK_FAULT_CASES,
+}
 
 
 def test_every_simulator_fault_has_a_case() -> None:
     assert set(FAULT_CASES) == set(FAULTS)
     assert set(BAMBU_FAULT_CASES) == set(BAMBU_FAULTS)
+    assert set(PRUSALINK_FAULT_CASES) == set(PRUSALINK_FAULTS)
 
 
 # Each protocol with the faults its simulator has.

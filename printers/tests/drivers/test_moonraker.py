@@ -15,6 +15,9 @@ from printers.simulator import SimulatedFarm
 from printers.state import State
 from printers.tests.drivers.conftest import LONG_PRINT, FarmFactory, driver_for, gcode_file, wait_for
 
+# Every case with both drivers: subscribed to the websocket (the default) and polling.
+pytestmark = pytest.mark.usefixtures("moonraker_transport")
+
 
 @pytest.fixture
 async def farm(make_farm: FarmFactory) -> SimulatedFarm:

@@ -21,6 +21,7 @@ def test_registry_covers_every_printer_protocol() -> None:
         ("moonraker", "Klipper (Moonraker)"),
         ("octoprint", "OctoPrint"),
         ("bambu", "Bambu Lab (LAN)"),
+        ("prusalink", "Prusa (PrusaLink)"),
     ]
 
 
@@ -35,8 +36,8 @@ async def test_get_driver_builds_the_protocol_driver() -> None:
 
 async def test_unknown_protocol_is_a_permanent_driver_error() -> None:
     async with make_client() as client:
-        with pytest.raises(UnknownProtocol, match="'prusalink'") as caught:
-            get_driver("prusalink", DriverConfig(base_url="http://127.0.0.1"), client)
+        with pytest.raises(UnknownProtocol, match="'repetier'") as caught:
+            get_driver("repetier", DriverConfig(base_url="http://127.0.0.1"), client)
     assert isinstance(caught.value, DriverError)
     assert isinstance(caught.value, LookupError)
     assert caught.value.permanent

@@ -31,6 +31,7 @@ def printer_form(**overrides: str) -> dict[str, str]:
         "protocol": "moonraker",
         "base_url": UNREACHABLE_URL,
         "enabled": "on",
+        "camera_on_card": "on",  # the form renders it ticked
         "nozzle_diameter": "0.4",
         "build_x": "220",
         "build_y": "220",

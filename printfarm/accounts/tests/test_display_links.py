@@ -60,8 +60,9 @@ def test_revoking_signs_the_screen_out_and_the_link_stops_working(client) -> Non
     assert tv.get("/?view=wall&kiosk=1").status_code == 200
     link = DisplayLink.objects.get()
     assert admin.post(f"/displays/{link.pk}/revoke/").status_code == 302
-    after = tv.get("/?view=wall&kiosk=1")
-    assert after.status_code == 302 and after["Location"].startswith("/login/")
+    after = tv.get("/?view=wall&kiosk=1")  # the screen is told, where it is
+    assert after.status_code == 403 and b"This display link doesn't work" in after.content
+    assert tv.get("/?view=wall&kiosk=1")["Location"].startswith("/login/")  # and signed out
     assert Client().get(path).status_code == 404
     assert Client().get("/display/pfd_nothing_here/").status_code == 404
     assert AuditEntry.objects.filter(action="display.revoke").exists()
@@ -81,3 +82,14 @@ def test_opening_a_link_in_a_signed_in_browser_does_not_reuse_that_session(clien
     admin.get(path)
     # That browser is now the display, not the admin: the admin's pages are out of reach.
     assert admin.get("/users/")["Location"] == "/?view=wall&kiosk=1"
+
+
+def test_a_display_may_load_the_images_its_wall_shows() -> None:
+    from printfarm.accounts.displays import display_allowed
+
+    assert display_allowed("/printers/7/camera/snapshot", {})
+    assert display_allowed("/printers/7/thumbnail/abc123/", {})
+    assert display_allowed("/cameras/", {})
+    assert not display_allowed("/printers/7/", {})
+    assert not display_allowed("/printers/7/camera/stream", {})  # a held-open stream per tile: no
+    assert not display_allowed("/printers/7/command/pause/", {})

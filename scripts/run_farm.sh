@@ -47,7 +47,7 @@ if [ "$DEMO_PRINTERS" -gt 0 ]; then
   for _ in $(seq 100); do [ -s "$demo_file" ] && break; sleep 0.1; done
   [ -s "$demo_file" ] || { echo "The printer simulator did not start (port $DEMO_PORT in use?)." >&2; exit 1; }
   # Nobody clears a simulated bed: demo printers take their next job on their own.
-  $py manage.py register_printers "$demo_file" --tag demo --auto-clear
+  $py manage.py register_printers "$demo_file" --tag demo --auto-clear --find-cameras
   $py scripts/demo_prints.py "http://127.0.0.1:$((DEMO_PORT - 1))"
   $py manage.py demo_files
 fi

@@ -17,8 +17,17 @@ FITS = """() => {
   const cards = [...document.querySelectorAll('#printer-grid article.card')];
   const bottom = Math.max(...cards.map(c => c.getBoundingClientRect().bottom));
   const clipped = cards.filter(c => {
-    const name = c.querySelector('.card-name');
-    return c.scrollHeight > c.clientHeight + 1 || (name && name.scrollWidth > name.clientWidth + 1);
+    const over = el => el && el.offsetParent !== null && el.scrollWidth > el.clientWidth + 1;
+    const box = sel => {
+      const el = c.querySelector(sel);
+      return el && el.offsetParent !== null ? el.getBoundingClientRect() : null;
+    };
+    const [b, t] = [box('.badge'), box('.card-temps')];
+    const apart = b && t && (b.right <= t.left || t.right <= b.left
+      || b.bottom <= t.top || t.bottom <= b.top);
+    const overlap = b && t && !apart;
+    return c.scrollHeight > c.clientHeight + 1 || over(c.querySelector('.card-name'))
+      || over(c.querySelector('.card-temps')) || over(c.querySelector('.card-progress')) || overlap;
   }).map(c => c.id);
   return {count: cards.length, bottom, height: window.innerHeight,
           scroll: document.documentElement.scrollHeight,

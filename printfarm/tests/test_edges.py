@@ -76,3 +76,22 @@ def test_demo_printers_are_registered_to_clear_their_own_beds(tmp_path) -> None:
     call_command("register_printers", str(listing), "--tag", "demo", "--auto-clear")
     printer = Printer.objects.get(name="sim-1")
     assert printer.auto_clear and [t.name for t in printer.tags.all()] == ["demo"]
+
+
+def test_demo_printers_bring_their_cameras(tmp_path) -> None:
+    """The demo farm shows cameras: register_printers --find-cameras asks each simulated printer."""
+    import json
+
+    from printers.models import Printer
+    from printers.simulator import running_farm
+
+    with running_farm(count=2, protocol="mixed", speed=60) as farm:
+        listing = tmp_path / "printers.json"
+        listing.write_text(
+            json.dumps(
+                [{"name": p.name, "protocol": p.protocol, "base_url": p.base_url} for p in farm.printers]
+            )
+        )
+        call_command("register_printers", str(listing), "--find-cameras")
+    for printer in Printer.objects.all():
+        assert printer.camera_snapshot_url.startswith(printer.base_url.rsplit(":", 1)[0]), printer.protocol

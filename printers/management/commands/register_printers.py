@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from asgiref.sync import async_to_sync
 from django.core.management.base import BaseCommand, CommandError
 
 from printers import services
+from printers.cameras import camera_discover, camera_host
 from printers.models import Printer
 
 
@@ -27,8 +29,14 @@ class Command(BaseCommand):
             help="take the next job without a person confirming the bed (the demo farm: nobody "
             "is there to clear simulated beds)",
         )
+        parser.add_argument(
+            "--find-cameras",
+            action="store_true",
+            help="ask each printer for its webcam (Moonraker's list, OctoPrint's settings), as saving "
+            "it on the web does",
+        )
 
-    def handle(self, *args, file: Path, tag: list[str], auto_clear: bool, **options):
+    def handle(self, *args, file: Path, tag: list[str], auto_clear: bool, find_cameras: bool, **options):
         try:
             entries = json.loads(file.read_text())
         except (OSError, ValueError) as exc:
@@ -38,7 +46,7 @@ class Command(BaseCommand):
         for entry in entries:
             if entry["name"] in existing:
                 continue
-            services.printer_create(
+            printer = services.printer_create(
                 fields={
                     "name": entry["name"],
                     "protocol": entry["protocol"],
@@ -53,4 +61,19 @@ class Command(BaseCommand):
                 by="register_printers",
             )
             added += 1
+            if find_cameras:
+                _find_camera(printer)
         self.stdout.write(f"Registered {added} printer(s); {len(entries) - added} already present.")
+
+
+def _find_camera(printer: Printer) -> None:
+    found = async_to_sync(camera_discover)(
+        protocol=printer.protocol, base_url=printer.base_url, api_key=printer.api_key
+    )
+    if found is not None:
+        services.printer_camera_found(
+            printer_id=printer.pk,
+            snapshot_url=found.snapshot_url,
+            stream_url=found.stream_url,
+            shown=camera_host(found.snapshot_url or found.stream_url),
+        )

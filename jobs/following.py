@@ -39,6 +39,11 @@ logger = logging.getLogger(__name__)
 
 S = Job.State
 CONFIRM_READINGS = 2  # healthy readings after a start that decide "it did not start"
+# ... and not before this long after the start was sent: a start whose answer was lost may
+# still be carried out (a printer that held the request; readings pushed four times a second
+# over a websocket come long before it lands).
+CONFIRM_SECONDS = 5.0
+HISTORY_RETRY_SECONDS = 1.0  # between two failed reads of a printer's job history
 HISTORY_TIMEOUT = 5.0  # seconds for one read of a printer's job history
 
 
@@ -119,11 +124,15 @@ class Following:
                 f"The printer was unreachable for {minutes:g} min{detail}; the print's outcome is unknown",
             )
 
-    async def _history(self, follow: Follow) -> None:
-        """Read the printer's own record of this print once (retried a few times on failure)."""
+    async def _history(self, follow: Follow, now: float) -> None:
+        """Read the printer's own record of this print once (retried a few times on failure,
+        spread out: a fault of a second must not use up every try)."""
         if follow.history is not None or follow.history_tries >= HISTORY_TRIES:
             return
+        if now < follow.history_retry_at:
+            return
         follow.history_tries += 1
+        follow.history_retry_at = now + HISTORY_RETRY_SECONDS
         try:
             async with asyncio.timeout(HISTORY_TIMEOUT):
                 record = await self.coordinator.driver_for(follow.printer_id).print_history(
@@ -141,7 +150,7 @@ class Following:
     async def _stopped_outcome(self, follow: Follow, status: PrinterStatus, now: float) -> tuple | None:
         if status.state == State.FINISHED and same_file(status.file, follow.remote_name):
             return stopped_outcome(follow, status, now)
-        await self._history(follow)
+        await self._history(follow, now)
         if follow.history is not None:
             state, reason = from_history(follow.history, status)
         elif follow.history_tries < HISTORY_TRIES:
@@ -182,9 +191,9 @@ class Following:
         if status.state == State.ERROR and ours:
             await self._finish(follow, status, *errored(status, follow))
             return
-        if follow.fresh < CONFIRM_READINGS:
-            return  # a reading may predate the start
-        await self._history(follow)
+        if follow.fresh < CONFIRM_READINGS or now - follow.started < CONFIRM_SECONDS:
+            return  # a reading may predate the start, or the start may still land
+        await self._history(follow, now)
         if follow.history is not None:
             await self._finish(follow, status, *from_history(follow.history, status))
             return

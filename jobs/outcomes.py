@@ -59,6 +59,7 @@ class Follow:
     error_since: float | None = None  # clock() an unconfirmed start's printer went into error
     history: PrintRecord | None = None
     history_tries: int = 0
+    history_retry_at: float = 0.0  # clock() before which a failed history read is not retried
     paused_since: float | None = None  # clock() the printer was first seen paused in this pause
     paused_seconds: float = 0.0  # pauses seen that ended
 

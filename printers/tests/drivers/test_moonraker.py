@@ -214,7 +214,9 @@ async def test_offline_printer_is_connection_refused(farm: SimulatedFarm, driver
 
 async def test_blackholed_printer_times_out(farm: SimulatedFarm) -> None:
     farm.set_fault(0, "blackhole")
-    async with make_client(timeout=0.5) as client:
+    # Accepted, never answered: a generous connect timeout keeps a busy machine's slow accept
+    # from reading as "could not connect".
+    async with make_client(timeout=httpx.Timeout(0.5, connect=10.0)) as client:
         with pytest.raises(DriverError, match=r"^No answer from http://127\.0\.0\.1:\d+ within 0\.5 s$"):
             await driver_for(farm, client).fetch_status()
 

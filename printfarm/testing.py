@@ -99,6 +99,17 @@ async def eventually(
             await asyncio.sleep(0.005)  # let the woken tasks and any real I/O run
 
 
+def eventually_sync(predicate: Callable[[], object], timeout: float = 20.0) -> object:
+    """`eventually` for plain threads (browser tests, code beside a running simulator): wait
+    until `predicate()` is true and return its value. The timeout only bounds a broken test."""
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+    return result
+
+
 @contextlib.contextmanager
 def web_server() -> Iterator[str]:
     """The ASGI app under uvicorn as `manage.py serve` runs it, in a thread, on a loopback port

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 
 from printers.simulator import running_farm
 from printers.tests.browser_support import ROOT, launch_chromium, log_in, running_site
+from printfarm.testing import eventually_sync
 
 pytestmark = pytest.mark.browser
 
@@ -32,10 +32,7 @@ window.__alerts = [];
 
 
 def _wait_until(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
+    eventually_sync(predicate, timeout)
 
 
 def test_admin_sets_up_notifications_and_a_bed_to_clear_reaches_channel_and_browser(tmp_path, webhook):

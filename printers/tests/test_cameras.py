@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import time
 
 import httpx
 import pytest
@@ -30,7 +29,7 @@ from printers.presenters import card_for
 from printers.simulator import running_farm
 from printers.tests.factories import PrinterFactory, UserFactory
 from printfarm.accounts.models import Role
-from printfarm.testing import eventually, web_server
+from printfarm.testing import eventually, eventually_sync, web_server
 
 PASSWORD = "cam-Pa55-DO-NOT-LEAK"
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -373,10 +372,7 @@ def test_over_a_real_server_viewers_see_the_camera_and_never_its_address(farm):
                 frames += chunk.count(b"--frame")
                 if frames >= 2:
                     break
-        deadline = time.monotonic() + 20  # the relay closes once the viewer has gone
-        while farm.cameras.streams_open and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert farm.cameras.streams_open == 0
+        eventually_sync(lambda: farm.cameras.streams_open == 0)  # the relay closes once the viewer went
 
         pages = [
             reverse("printers:dashboard"),

@@ -10,7 +10,6 @@ import hashlib
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from pyprusalink.types import Conflict, InvalidAuth, NotFound
 from printers.management.commands.simulate_printers import _write_printers_file
 from printers.simulator import SimulatedFarm, running_farm
 from printers.simulator.printer import FAULTS, PRUSALINK_FAULTS, faults_for
+from printfarm.testing import eventually_sync
 
 WAIT = 20.0  # seconds a broken test may hang before it fails; measures nothing
 GCODE = (
@@ -35,14 +35,7 @@ JSON = {"Accept": "application/json"}
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
+    return eventually_sync(predicate, timeout)
 
 
 @pytest.fixture

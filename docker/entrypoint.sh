@@ -5,6 +5,8 @@
 #           arguments go to serve: `web --workers 2`.
 #   poller  waits until the web container has migrated the database, then `manage.py poll_printers`
 #           (extra arguments go to it: `poller --shard 0/2`).
+#   notifier  waits the same way, then `manage.py send_notifications`: it watches the pollers,
+#           so "poller stopped" is sent while a poller is down (a dead poller can't say so).
 #   setup   what `web` does before serving, then exits (`docker compose run --rm web setup`).
 #   else    run as given, with the same SECRET_KEY and ALLOWED_HOSTS (`python manage.py shell`).
 # Web and poller must share one data volume: the secret key, the SQLite database and the
@@ -114,6 +116,10 @@ web)
 poller)
   wait_for_migrations
   exec "$PYTHON" manage.py poll_printers "$@"
+  ;;
+notifier)
+  wait_for_migrations
+  exec "$PYTHON" manage.py send_notifications "$@"
   ;;
 setup)
   setup

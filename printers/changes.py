@@ -7,13 +7,13 @@ hands the printer ids to the publisher:
 
 * **No Redis.** Nothing more: each web process's change feed (`realtime.ChangeFeed`) reads
   revisions and removals from the database and pushes them to its own sockets.
-* **REDIS_URL set.** The cards are rendered and sent to every web process through the
-  shared channel layer. From a thread that asgiref runs for an event loop (async views,
+* **REDIS_URL set.** The cards (and the wall's tiles) are rendered and sent to every web
+  process through the shared channel layer. From a thread that asgiref runs for an event loop (async views,
   the poller's and dispatcher's database thread) the send is queued to one publisher task
   of that loop, so the writer never waits on Redis and pushes go out in order; from plain
   sync code (a management command) it is sent before `announce`'s caller goes on.
 
-Both paths render the same frames (`realtime.render_push`), removals included.
+Both paths render the same frames (`realtime.render_pushes`), removals included.
 """
 
 from __future__ import annotations
@@ -88,21 +88,21 @@ def _loop_of_this_thread() -> asyncio.AbstractEventLoop | None:
 
 
 async def _publish(printer_ids: Sequence[int], *, in_own_thread: bool) -> None:
-    from printers.realtime import group_send, render_push
+    from printers.realtime import render_pushes, send_pushes
 
-    render = _render_and_close if in_own_thread else render_push
+    render = _render_and_close if in_own_thread else render_pushes
     # Not thread-sensitive in the publisher: the request that announced may be gone.
-    frames = await sync_to_async(render, thread_sensitive=not in_own_thread)(list(printer_ids))
-    await asyncio.wait_for(group_send(frames), SEND_TIMEOUT)
+    pushes = await sync_to_async(render, thread_sensitive=not in_own_thread)(list(printer_ids))
+    await asyncio.wait_for(send_pushes(pushes), SEND_TIMEOUT)
 
 
-def _render_and_close(printer_ids: list[int]) -> list[str]:
-    from printers.realtime import render_push
+def _render_and_close(printer_ids: list[int]) -> dict[str, list[str]]:
+    from printers.realtime import render_pushes
 
     # A worker thread no request cycle cleans up after: give its connection back (to the
     # pool, or PostgreSQL) at once rather than leave one open per idle thread.
     try:
-        return render_push(printer_ids)
+        return render_pushes(printer_ids)
     finally:
         connections.close_all()
 

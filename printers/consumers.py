@@ -12,24 +12,27 @@ from printfarm.accounts.roles import role_of
 
 
 class FarmConsumer(AsyncWebsocketConsumer):
-    """/ws/farm/: pushes re-rendered printer cards (hx-swap-oob HTML) to signed-in users."""
+    """/ws/farm/: pushes re-rendered printer cards (hx-swap-oob HTML) to signed-in users;
+    /ws/farm/?view=wall: the wall's tiles instead."""
 
     feeding = False
+    view = "cards"
 
     async def connect(self) -> None:
         # Any role may watch; anonymous and disabled users have none.
         if await database_sync_to_async(role_of)(self.scope.get("user")) is None:
             await self.close()  # before accept(): the handshake is refused (HTTP 403)
             return
-        await self.channel_layer.group_add(realtime.GROUP, self.channel_name)
+        self.view = realtime.view_of(self.scope.get("query_string", b""))
+        await self.channel_layer.group_add(realtime.GROUPS[self.view], self.channel_name)
         await self.accept()
-        self.feeding = realtime.feed_subscribe()
+        self.feeding = realtime.feed_subscribe(self.view)
 
     async def disconnect(self, code: int) -> None:
         if self.feeding:
             self.feeding = False
-            realtime.feed_unsubscribe()
-        await self.channel_layer.group_discard(realtime.GROUP, self.channel_name)
+            realtime.feed_unsubscribe(self.view)
+        await self.channel_layer.group_discard(realtime.GROUPS[self.view], self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         pass  # the browser has nothing to say on this socket

@@ -144,7 +144,7 @@ class Section:
 
 
 def _ordered(cards: Iterable[Card], sort: str) -> list[Card]:
-    by_name = sorted(cards, key=lambda c: natural_key(c.name))
+    by_name = sorted(cards, key=lambda c: (c.rank, natural_key(c.name)))
     if sort == "name" or sort not in SORTS:
         return by_name
     return sorted(by_name, key=lambda c: getattr(c.sort_keys, sort))  # stable: names break ties

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from printers.colours import colour_name
 from printers.commands import Command, commands_for_state
-from printers.finding import GROUPS, SORTS, SortKeys, find_text, print_end, sort_keys
+from printers.finding import GROUPS, SORTS, SortKeys, find_text, natural_key, print_end, sort_keys
 from printers.formatting import (
     format_clock,
     format_duration,
@@ -152,6 +152,7 @@ class Card:
     location: str = ""
     find: str = ""
     sort_keys: SortKeys = SortKeys(state=0, end=0, attention=0)
+    rank: int = 0  # its place in natural name order over the farm: every sort's tie-break
     # Our relay of its webcam's snapshot (printers.cameras), "" without one or when not shown on
     # the card; a field, so it is part of the card cache's key (printers.cards).
     camera_url: str = ""
@@ -294,6 +295,7 @@ def card_for(
     urls: CardUrls | None = None,
     jobs: Mapping[int, CardJob] | None = None,
     health: PollerHealth | None = None,
+    rank: int = 0,
 ) -> Card:
     """Build a card from a printer loaded with `Printer.objects.with_status()`; without `jobs`
     (from `card_jobs`) it costs one query for the printer's job, without `health` (from
@@ -333,6 +335,7 @@ def card_for(
         **_finding_fields(printer, row, state, jobs.get(printer.pk), now),
         pk=printer.pk,
         name=printer.name,
+        rank=rank,
         url=urls.detail(printer.pk),
         state=state.value,
         state_label=state.label,
@@ -373,8 +376,17 @@ def card_for(
 def cards_for(printers: Iterable[Printer]) -> list[Card]:
     printers = list(printers)
     now, urls, jobs = timezone.now(), CardUrls(), card_jobs(p.pk for p in printers)
-    health = poller_health()
-    return [card_for(p, now=now, urls=urls, jobs=jobs, health=health) for p in printers]
+    health, ranks = poller_health(), name_ranks()
+    return [
+        card_for(p, now=now, urls=urls, jobs=jobs, health=health, rank=ranks.get(p.pk, 0)) for p in printers
+    ]
+
+
+def name_ranks() -> dict[int, int]:
+    """Each printer's place in natural name order over the whole farm (one query): a pushed
+    card carries it, so the page can put the card where the server would (static/js/farm.js)."""
+    named = sorted(Printer.objects.order_by().values_list("name", "pk"), key=lambda row: natural_key(row[0]))
+    return {pk: place for place, (_, pk) in enumerate(named)}
 
 
 # -- state counts -------------------------------------------------------------------------

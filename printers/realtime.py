@@ -1,8 +1,10 @@
 """Live dashboard updates: render changed printer cards and push them to every open socket.
 
 What the browser receives is always HTML rendered from the `printer-card` partial of
-`printers/dashboard.html` (plus the `state-counts` block), marked `hx-swap-oob="true"`, so
-the htmx ws extension swaps exactly the cards that changed, in the grid and the wall alike.
+`printers/dashboard.html` (the wall's sockets: its `wall-tile` partial), plus the
+`state-counts` block, marked `hx-swap-oob="true"`; static/js/farm.js swaps exactly the cards
+that changed, by id, in the grid and the wall alike. Each view has its own group (`GROUPS`),
+so a wall of 1,000 tiles is never sent forms it does not show.
 
 Writers announce changes through `printers.changes.announce()`, the only way; how they then
 reach the sockets — exactly one mechanism per configuration:
@@ -14,14 +16,14 @@ reach the sockets — exactly one mechanism per configuration:
   `PRINTFARM_FEED_INTERVAL` seconds it reads `(printer_id, revision, updated_at)` of status
   rows with `updated_at >= cursor - 2 s` (indexed column; the overlap catches a poller
   transaction that committed late with an earlier timestamp) and the printers removed since
-  (`PrinterRemoval`), drops what it already pushed, renders the rest and `group_send`s them
-  to "farm" through the in-memory layer. Cost without sockets: nothing; with sockets and a
-  quiet farm: two small indexed queries per interval per web process.
+  (`PrinterRemoval`), drops what it already pushed, renders the rest for the views that have
+  sockets and `group_send`s them through the in-memory layer. Cost without sockets: nothing;
+  with sockets and a quiet farm: two small indexed queries per interval per web process.
 * **REDIS_URL set.** The layer is shared by all processes, so `announce()` itself renders
-  and sends after commit, whichever process wrote; the web processes just forward. The
-  feed is not started (it would push every change a second time).
+  (both views) and sends after commit, whichever process wrote; the web processes just
+  forward. The feed is not started (it would push every change a second time).
 
-Both send the frames of `render_push`: changed cards, removed cards, the state counts.
+Both send the frames of `render_pushes`: changed cards, removed cards, the state counts.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -47,6 +51,9 @@ from printers.presenters import beds_waiting_count, cards_for, state_counts
 logger = logging.getLogger(__name__)
 
 GROUP = "farm"
+# What each view's sockets are sent, and through which group: cards, or the wall's tiles.
+VIEWS = ("cards", "wall")
+GROUPS = {"cards": GROUP, "wall": "farm-wall"}
 MESSAGE_TYPE = "cards.html"  # -> FarmConsumer.cards_html
 COUNTS_TEMPLATE = "printers/dashboard.html#state-counts"
 FEED_OVERLAP = dt.timedelta(seconds=2)
@@ -55,22 +62,27 @@ FEED_OVERLAP = dt.timedelta(seconds=2)
 CHUNK = 100
 
 
-def render_cards(printer_ids: Iterable[int]) -> str:
-    """The printer-card partial for each printer, marked for an out-of-band swap (one query).
+def render_cards(printer_ids: Iterable[int], *, wall: bool = False) -> str:
+    """The printer-card (or wall-tile) partial for each printer, marked for an out-of-band
+    swap (one query per kind of row). A printer that no longer exists gets an oob delete, so
+    its card leaves open pages."""
+    view = "wall" if wall else "cards"
+    return render_views(list(dict.fromkeys(printer_ids)), (view,))[view]
 
-    A printer that no longer exists gets an oob delete, so its card leaves open pages.
-    """
-    ids = list(dict.fromkeys(printer_ids))
+
+def render_views(ids: list[int], views: Sequence[str]) -> dict[str, str]:
+    """Each view's oob HTML for these printers, from one set of cards."""
     if not ids:
-        return ""
-    printers = Printer.objects.with_status().filter(pk__in=ids)
-    found = set()
-    parts = []
-    for card in cards_for(printers):
-        found.add(card.pk)
-        parts.append(render_card(card, oob=True))
-    parts += [f'<div id="printer-card-{pk}" hx-swap-oob="delete"></div>' for pk in ids if pk not in found]
-    return "".join(parts)
+        return dict.fromkeys(views, "")
+    cards = cards_for(Printer.objects.with_status().filter(pk__in=ids))
+    found = {card.pk for card in cards}
+    gone = "".join(
+        f'<div id="printer-card-{pk}" hx-swap-oob="delete"></div>' for pk in ids if pk not in found
+    )
+    return {
+        view: "".join(render_card(card, wall=view == "wall", oob=True) for card in cards) + gone
+        for view in views
+    }
 
 
 def render_state_counts() -> str:
@@ -79,20 +91,44 @@ def render_state_counts() -> str:
     return get_template(COUNTS_TEMPLATE).render(context)
 
 
-def render_push(printer_ids: Sequence[int]) -> list[str]:
-    """The websocket frames announcing these changes: cards in chunks, counts in the last."""
+def render_pushes(printer_ids: Sequence[int], views: Sequence[str] = VIEWS) -> dict[str, list[str]]:
+    """Each view's websocket frames announcing these changes: cards in chunks, counts in the last."""
     ids = list(dict.fromkeys(printer_ids))
-    frames = [render_cards(ids[i : i + CHUNK]) for i in range(0, len(ids), CHUNK)] or [""]
-    frames[-1] += render_state_counts()
+    frames: dict[str, list[str]] = {view: [] for view in views}
+    for i in range(0, len(ids), CHUNK):
+        for view, html in render_views(ids[i : i + CHUNK], views).items():
+            frames[view].append(html)
+    counts = render_state_counts()
+    for view_frames in frames.values():
+        if not view_frames:
+            view_frames.append("")
+        view_frames[-1] += counts
     return frames
 
 
-async def group_send(frames: Sequence[str]) -> None:
+def render_push(printer_ids: Sequence[int], *, wall: bool = False) -> list[str]:
+    """One view's frames (see render_pushes)."""
+    view = "wall" if wall else "cards"
+    return render_pushes(printer_ids, (view,))[view]
+
+
+async def group_send(frames: Sequence[str], group: str = GROUP) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
     for html in frames:
-        await layer.group_send(GROUP, {"type": MESSAGE_TYPE, "html": html})
+        await layer.group_send(group, {"type": MESSAGE_TYPE, "html": html})
+
+
+async def send_pushes(pushes: dict[str, list[str]]) -> None:
+    for view, frames in pushes.items():
+        await group_send(frames, GROUPS[view])
+
+
+def view_of(query_string: bytes) -> str:
+    """The view a socket asks for (`/ws/farm/?view=wall`); cards unless it names another."""
+    view = parse_qs(query_string.decode("latin-1")).get("view", ["cards"])[0]
+    return view if view in VIEWS else "cards"
 
 
 # -- the change feed (no Redis) --------------------------------------------------------------
@@ -103,6 +139,7 @@ class ChangeFeed:
 
     def __init__(self) -> None:
         self.subscribers = 0
+        self.views: Counter[str] = Counter()  # sockets per view: only those views are rendered
         self.task: asyncio.Task[None] | None = None
         self.cursor: dt.datetime = timezone.now()
         self.sent: dict[int, int] = {}  # printer_id -> revision already pushed (-1: its removal)
@@ -110,14 +147,16 @@ class ChangeFeed:
         # rendering a busy farm's cards each second must not queue page loads behind it.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="printfarm-feed")
 
-    def subscribe(self) -> None:
+    def subscribe(self, view: str = "cards") -> None:
         self.subscribers += 1
+        self.views[view] += 1
         if self.task is None or self.task.done():
             self.cursor = timezone.now()
             self.task = asyncio.create_task(self._run(), name="printfarm-change-feed")
 
-    def unsubscribe(self) -> None:
+    def unsubscribe(self, view: str = "cards") -> None:
         self.subscribers = max(0, self.subscribers - 1)
+        self.views[view] = max(0, self.views[view] - 1)
         if self.subscribers == 0 and self.task is not None:
             self.task.cancel()
             self.task = None
@@ -127,22 +166,23 @@ class ChangeFeed:
         while True:
             await asyncio.sleep(settings.PRINTFARM_FEED_INTERVAL)
             try:
-                frames = await sync_to_async(self._tick, thread_sensitive=False, executor=self.executor)()
-                if frames:
-                    await group_send(frames)
+                pushes = await sync_to_async(self._tick, thread_sensitive=False, executor=self.executor)()
+                if pushes:
+                    await send_pushes(pushes)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 # A locked database or a render bug costs one tick, not the live view.
                 logger.exception("Change feed tick failed")
 
-    def _tick(self) -> list[str]:
+    def _tick(self) -> dict[str, list[str]]:
         # No request cycle closes the feed thread's connection: drop a broken or expired one.
         close_old_connections()
         return self.poll()
 
-    def poll(self) -> list[str]:
-        """One tick: the frames to push (empty when nothing changed). Runs in a thread."""
+    def poll(self) -> dict[str, list[str]]:
+        """One tick: each watched view's frames to push (empty when nothing changed). Runs in
+        a thread."""
         since = self.cursor - FEED_OVERLAP
         rows = list(
             PrinterStatusRow.objects.filter(updated_at__gte=since)
@@ -157,11 +197,12 @@ class ChangeFeed:
         ]
         changed = [pk for pk, revision, _ in rows if self.sent.get(pk) != revision]
         # Render first: if it raises, the same changes are found again on the next tick.
-        frames = render_push(changed) if changed else []
+        views = [view for view in VIEWS if self.views[view]] or ["cards"]
+        pushes = render_pushes(changed, views) if changed else {}
         if rows:
             self.cursor = max(self.cursor, max(updated for _, _, updated in rows))
         self.sent.update((pk, revision) for pk, revision, _ in rows)
-        return frames
+        return pushes
 
 
 REMOVED = -1  # the revision the feed files a removed printer under
@@ -178,16 +219,16 @@ def _feed() -> ChangeFeed:
     return _feeds.setdefault(loop, ChangeFeed())
 
 
-def feed_subscribe() -> bool:
-    """A socket joined the farm group; True if it now keeps this process's feed running."""
+def feed_subscribe(view: str = "cards") -> bool:
+    """A socket joined a view's group; True if it now keeps this process's feed running."""
     if uses_redis():
         return False
-    _feed().subscribe()
+    _feed().subscribe(view)
     return True
 
 
-def feed_unsubscribe() -> None:
+def feed_unsubscribe(view: str = "cards") -> None:
     """The inverse of a feed_subscribe() that returned True."""
     feed = _feeds.get(asyncio.get_running_loop())
     if feed is not None:
-        feed.unsubscribe()
+        feed.unsubscribe(view)

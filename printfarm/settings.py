@@ -248,8 +248,9 @@ if PRINTFARM_MOONRAKER_TRANSPORT not in ("poll", "websocket"):
     raise ImproperlyConfigured(
         f"PRINTFARM_MOONRAKER_TRANSPORT={PRINTFARM_MOONRAKER_TRANSPORT!r}: expected poll or websocket"
     )
-# Live updates without Redis: each web process reads the status change feed this often.
-PRINTFARM_FEED_INTERVAL = env_float("PRINTFARM_FEED_INTERVAL", 1.0)
+# Live updates without Redis: each web process reads the status change feed this often (two
+# small indexed queries a tick; a quarter second keeps a change on screens within ~0.5 s).
+PRINTFARM_FEED_INTERVAL = env_float("PRINTFARM_FEED_INTERVAL", 0.25)
 # Live status counts as stopped when a poller shard has not written its heartbeat for this
 # long (printers.health): every page then says so and marks that shard's cards stale.
 PRINTFARM_POLLER_STALE_SECONDS = env_float(

@@ -50,7 +50,7 @@ TARGETS = {"load_s": 1.5, "update_p99_s": 1.0}
 CONNECT_TIMEOUT = 180.0
 MATCH_TIMEOUT = 10.0  # a target the browser has not shown by then counts as missed
 
-# Notes every card change with the time and its bed text (the full text, hidden on small tiles).
+# Notes every card change with the time and its bed text (the tile's title: the full reading).
 OBSERVE = """
 () => {
   window.__wall = []; window.__ws = []; window.__long = [];
@@ -71,8 +71,8 @@ OBSERVE = """
       for (const card of cards) {
         if (!card || !card.isConnected || seen.has(card.id)) continue;
         seen.add(card.id);
-        const bed = card.querySelector(".temp[title^=Bed] .full");
-        window.__wall.push([+card.id.slice(13), t, bed ? bed.textContent : ""]);
+        const bed = card.querySelector(".temp[title^=Bed]");  // the tile's title: "Bed 25.1 / 45.3 °C"
+        window.__wall.push([+card.id.slice(13), t, bed ? bed.title : ""]);
       }
     }
   }).observe(document.body, { childList: true, subtree: true, characterData: true, attributes: true });
@@ -427,12 +427,24 @@ def main() -> int:
                     loading = cold.new_page() if cold else page
                     if cold:
                         loading.add_init_script(INSTRUMENT)
+                    profiler = None
+                    if args.profile and n == args.loads - 1:
+                        profiler = (cold or context).new_cdp_session(loading)
+                        profiler.send("Profiler.enable")
+                        profiler.send("Profiler.start")
                     loading.goto(url + "/?view=wall", wait_until="load")
                     loading.wait_for_function(PAINTED, timeout=15_000)
                     loads.append({"cold_cache": n == 0, **loading.evaluate(LOAD_FIGURES)})
                     print(f"  load: {loads[-1]}")
+                    if profiler:
+                        print("page main thread during the last load, self time by function:")
+                        for line in top_functions(profiler.send("Profiler.stop")["profile"]):
+                            print(f"  {line}")
+                        profiler.detach()
                     if cold:
                         cold.close()
+                if args.loads < 2:  # the live window watches the wall, whatever was loaded above
+                    page.goto(url + "/?view=wall", wait_until="load")
                 page.wait_for_timeout(2000)  # the websocket connected and settled
                 page.evaluate(OBSERVE)
                 probe = BedProbe(db, probed, args.probe_every)

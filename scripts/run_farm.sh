@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run printfarm on SQLite with a demo farm of simulated printers:
 # venv + install, migrate, first admin login, then the simulator, the poller and the
-# web server (uvicorn, `manage.py serve`). Ctrl-C stops all three.
+# web server (uvicorn, `manage.py serve`) and the notifier (`manage.py send_notifications`: it
+# watches the poller, so "poller stopped" reaches you while it is down). Ctrl-C stops them all.
 #   PORT=8000  HOST=127.0.0.1  DEMO_PRINTERS=12 (0 = no demo farm)  DEMO_SPEED=60
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,13 +55,15 @@ fi
 
 $py manage.py poll_printers &
 pids+=($!)
+$py manage.py send_notifications &
+pids+=($!)
 $py manage.py serve --host "$HOST" --port "$PORT" &
 pids+=($!)
 for _ in $(seq 100); do
   $py -c "import socket,sys; socket.create_connection(('$HOST', $PORT), 1)" 2>/dev/null && break
   sleep 0.2
 done
-# The address and login come last, after the start-up lines of the three processes.
+# The address and login come last, after the start-up lines of the other processes.
 $py manage.py wait_poller --timeout 20
 sleep 1
 echo

@@ -95,3 +95,35 @@ def test_two_hundred_printers_fit_a_1080p_screen(tmp_path):
             assert seen["tile"] >= 100, seen
         finally:
             browser.close()
+
+
+def test_a_pushed_tile_moves_to_its_place_without_reloading_the_wall(tmp_path):
+    # 1,000 tiles re-read from the server on every change of order would swamp the page: a
+    # pushed tile whose keys now put it elsewhere is moved there by the page itself.
+    from playwright.sync_api import sync_playwright
+
+    with (
+        running_farm(count=12, protocol="moonraker", speed=20.0) as farm,
+        running_site(tmp_path, farm) as site,
+        sync_playwright() as pw,
+    ):
+        browser = launch_chromium(pw)
+        try:
+            page = browser.new_page()
+            log_in(page, site)
+            check_wall(page, site["url"], 12, "1080p")
+            names = (
+                "() => [...document.querySelectorAll('#printer-grid article.card .card-name')]"
+                ".map(a => a.textContent)"
+            )
+            before = page.evaluate(names)
+            assert before == sorted(before, key=lambda n: int(n.rsplit("-", 1)[-1]))  # all idle: name order
+            reads = []
+            page.on("request", lambda r: reads.append(r.url) if r.headers.get("hx-request") else None)
+            last = farm.printers[-1].name
+            farm.set_fault(11, "offline")  # the last by name needs a person: it goes first
+            page.wait_for_function(f"() => ({names})()[0] === {last!r}", timeout=20_000)
+            assert page.evaluate(names) == [last, *before[:-1]]
+            assert reads == [], reads  # moved in place, not re-read
+        finally:
+            browser.close()

@@ -29,8 +29,8 @@ def text(response) -> str:
 
 
 def names(body: str) -> list[str]:
-    """Card names in page order (a card in two groups counts twice)."""
-    return re.findall(r'class="card-name" href="[^"]*" title="([^"]*)"', body)
+    """Card (or wall tile) names in page order (a card in two groups counts twice)."""
+    return re.findall(r'class="card-name" href="[^"]*"[^>]*>([^<]*)<', body)
 
 
 def groups(body: str) -> list[tuple[str, list[str]]]:

@@ -40,13 +40,13 @@ def feed_mode(settings):
     return settings
 
 
-async def open_socket(user=None) -> tuple[WebsocketCommunicator, bool]:
+async def open_socket(user=None, path: str = "/ws/farm/") -> tuple[WebsocketCommunicator, bool]:
     headers = [(b"origin", b"http://localhost"), (b"host", b"localhost")]
     if user is not None:
         client = Client()
         await sync_to_async(client.force_login)(user)
         headers.append((b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode()))
-    communicator = WebsocketCommunicator(application, "/ws/farm/", headers=headers)
+    communicator = WebsocketCommunicator(application, path, headers=headers)
     connected, _ = await communicator.connect(timeout=5)
     return communicator, connected
 
@@ -159,8 +159,9 @@ def test_render_cards_is_one_query_and_deletes_missing_printers():
     ids = [p.pk for p in printers]
     with CaptureQueriesContext(connection) as ctx:
         html = realtime.render_cards([*ids, 99999])
-    # printers + status (joined), their tags, their jobs, the pollers' heartbeats (stale marks)
-    assert len(ctx.captured_queries) == 4
+    # printers + status (joined), their tags, their jobs, the pollers' heartbeats (stale marks),
+    # every printer's name (the cards' place in name order)
+    assert len(ctx.captured_queries) == 5
     for pk in ids:
         assert f'<article id="printer-card-{pk}" class="card st-idle" hx-swap-oob="true">' in html
     assert '<div id="printer-card-99999" hx-swap-oob="delete"></div>' in html
@@ -223,12 +224,53 @@ def test_feed_retries_changes_whose_render_failed(monkeypatch):
     feed.cursor = timezone.now() - dt.timedelta(seconds=1)
     set_status(printer, State.PRINTING, progress=10.0)
 
-    def broken(ids):
+    def broken(ids, views):
         raise RuntimeError("template blew up")
 
-    monkeypatch.setattr(realtime, "render_push", broken)
+    monkeypatch.setattr(realtime, "render_pushes", broken)
     with pytest.raises(RuntimeError):
         feed.poll()
     monkeypatch.undo()
-    frames = feed.poll()
+    frames = feed.poll()["cards"]
     assert f'id="printer-card-{printer.pk}"' in "".join(frames)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_wall_socket_is_pushed_tiles_and_a_dashboard_cards(feed_mode):
+    # One change, two views: each socket gets its own markup, rendered from the same card.
+    user = await sync_to_async(UserFactory)()
+    printer = await sync_to_async(PrinterFactory)()
+    await settle()
+    wall, wall_ok = await open_socket(user, "/ws/farm/?view=wall")
+    cards, cards_ok = await open_socket(user)
+    assert wall_ok and cards_ok
+    try:
+        await record(printer.pk, PrinterStatus(state=State.PAUSED, progress=40.0, file="part.gcode"))
+        tile = await wall.receive_from(timeout=5)
+        card = await cards.receive_from(timeout=5)
+        pk = printer.pk
+        assert f'<article id="printer-card-{pk}" class="card tile st-paused" hx-swap-oob="true">' in tile
+        assert "<form" not in tile and '<nav id="state-counts"' in tile
+        assert f'<article id="printer-card-{printer.pk}" class="card st-paused" hx-swap-oob="true">' in card
+        assert "hx-post" in card  # the dashboard's buttons
+        assert await wall.receive_nothing(timeout=0.3) and await cards.receive_nothing(timeout=0.1)
+    finally:
+        await wall.disconnect()
+        await cards.disconnect()
+
+
+@pytest.mark.django_db
+def test_the_feed_renders_only_the_views_someone_watches(monkeypatch):
+    printer = PrinterFactory()
+    feed = realtime.ChangeFeed()
+    feed.cursor = timezone.now() - dt.timedelta(seconds=1)
+    feed.views["wall"] = 1
+    set_status(printer, State.PRINTING, progress=10.0)
+    pushes = feed.poll()
+    assert list(pushes) == ["wall"] and 'class="card tile st-printing"' in pushes["wall"][0]
+
+
+def test_a_socket_asks_for_its_view():
+    assert realtime.view_of(b"view=wall") == "wall"
+    assert realtime.view_of(b"") == "cards"
+    assert realtime.view_of(b"view=%3Cscript%3E") == "cards"  # anything else: the cards

@@ -277,16 +277,23 @@ def test_state_counts_cover_the_whole_farm(web):
     assert "<b>0</b> error" in counts
 
 
-def test_wall_view_uses_the_same_cards(web):
+def test_wall_view_shows_tiles_without_forms(web):
     printer = set_status(
         PrinterFactory(), State.PRINTING, progress=50.0, hotend_actual=210, hotend_target=210
     )
     response = web.get(reverse("printers:dashboard"), {"view": "wall"})
     body = text(response)
     assert 'class="farm farm-wall"' in body
-    assert f'<article id="printer-card-{printer.pk}" class="card st-printing"' in body
-    assert 'class="compact">210/210<' in body
+    opening = f'<article id="printer-card-{printer.pk}" class="card tile st-printing">'
+    tile = re.search(re.escape(opening) + ".*?</article>", body, re.DOTALL)
+    assert tile, body
+    assert 'title="Hotend 210 / 210 °C">H 210/210<' in tile.group(0)
+    assert "50%" in tile.group(0)
+    assert "<form" not in tile.group(0) and "hx-post" not in tile.group(0)  # a wall has no buttons
     assert "page-dashboard wall" in body
+    # Its socket asks for tiles, the dashboard's for cards (printers/realtime.py).
+    assert 'ws-connect="/ws/farm/?view=wall"' in body
+    assert 'ws-connect="/ws/farm/"' in text(web.get(reverse("printers:dashboard")))
 
 
 def test_dashboard_query_count_does_not_grow_with_printers(web):

@@ -121,6 +121,11 @@ def test_first_start_sets_up_once_and_the_poller_waits_for_the_web_migrations(tm
             wait_until(lambda: runs(web, "serve") and listening(port), "web server", web, web_log)
             assert healthy(port)
             wait_until(lambda: runs(poller, "poll_printers"), "poll_printers", poller, poller_log)
+            notifier_log = tmp_path / "notifier.log"
+            with started("notifier", env=env, log=notifier_log) as notifier:
+                wait_until(
+                    lambda: runs(notifier, "send_notifications"), "send_notifications", notifier, notifier_log
+                )
 
     key_file = data / "secret_key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -198,19 +203,21 @@ def test_compose_file_follows_the_compose_specification():
     assert not validator.is_valid(broken)
 
 
-def test_web_and_poller_run_one_image_on_one_data_volume():
+def test_web_poller_and_notifier_run_one_image_on_one_data_volume():
     spec = compose()
-    web, poller = spec["services"]["web"], spec["services"]["poller"]
-    for service in (web, poller):
+    web, poller, notifier = (spec["services"][name] for name in ("web", "poller", "notifier"))
+    for service in (web, poller, notifier):
         assert service["build"] == "."
-        assert "profiles" not in service  # both start with a plain `docker compose up`
-    assert web["image"] == poller["image"]
-    assert web["volumes"] == poller["volumes"] == ["data:/data"]
+        assert "profiles" not in service  # all start with a plain `docker compose up`
+    assert web["image"] == poller["image"] == notifier["image"]
+    assert web["volumes"] == poller["volumes"] == notifier["volumes"] == ["data:/data"]
     assert "data" in spec["volumes"]  # a named volume: it outlives the containers
     assert web["command"] == ["web"] and poller["command"] == ["poller"]
-    assert web["environment"] == poller["environment"]  # same database, same Redis
+    # "Poller stopped" is sent by a process that is not the poller.
+    assert notifier["command"] == ["notifier"]
+    assert web["environment"] == poller["environment"] == notifier["environment"]  # same database, same Redis
     assert web["healthcheck"]["test"] == ["CMD", "python", "/app/docker/healthcheck.py"]
-    assert poller["healthcheck"] == {"disable": True}
+    assert poller["healthcheck"] == notifier["healthcheck"] == {"disable": True}
     assert web["ports"] == ["${PRINTFARM_PORT:-8000}:8000"]
 
 

@@ -4,8 +4,8 @@
  *
  * - The switch is any [data-browser-alerts] checkbox or button (the topbar bell, the
  *   notifications page); the choice is kept in localStorage, so it is this browser's alone.
- * - It reads the cards the websocket swaps in (htmx:oobBeforeSwap: the old card is still in
- *   the page, the new one in the fragment), so it needs no feed of its own.
+ * - It reads the cards the websocket swaps in (printfarm:cardswap from farm.js: the old card
+ *   and the one replacing it), so it needs no feed of its own.
  * - The sound is made with WebAudio: no audio file to fetch.
  */
 (function () {
@@ -72,13 +72,11 @@
     }
   }
 
-  document.addEventListener("htmx:oobBeforeSwap", function (evt) {
+  document.addEventListener("printfarm:cardswap", function (evt) {
     if (!enabled()) return;
-    var old = evt.detail.target;
-    var fragment = evt.detail.fragment;
-    if (!old || !old.classList || !old.classList.contains("card") || !fragment) return;
-    var next = fragment.querySelector ? fragment.querySelector("article.card") : null;
-    if (next) compare(old, next);
+    var old = evt.detail.old;
+    var next = evt.detail.next;
+    if (old.classList.contains("card") && next.classList.contains("card")) compare(old, next);
   });
 
   document.addEventListener("change", function (evt) {

@@ -31,7 +31,8 @@
   }
 
   // Group-by-tag shows a printer once per tag: every copy carries the same tick.
-  function refresh() {
+  // `only`: just these cards (a push's), not the whole page.
+  function refresh(only) {
     var toggle = document.querySelector("[data-bulk-toggle]");
     if (toggle) {
       toggle.setAttribute("aria-pressed", selecting ? "true" : "false");
@@ -40,7 +41,7 @@
     var b = bar();
     if (b) b.hidden = !selecting;
     document.body.classList.toggle("selecting", selecting);
-    cards().forEach(function (card) {
+    (only || cards()).forEach(function (card) {
       var box = card.querySelector("input.card-select");
       if (!selecting) {
         if (box) box.parentNode.remove();
@@ -170,5 +171,5 @@
 
   // Cards replaced by pushes or a re-read grid get their checkbox and tick back.
   document.addEventListener("htmx:afterSettle", function () { if (selecting) refresh(); });
-  document.addEventListener("htmx:oobAfterSwap", function () { if (selecting) refresh(); });
+  document.addEventListener("printfarm:pushed", function (evt) { if (selecting) refresh(evt.detail.cards); });
 })();

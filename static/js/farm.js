@@ -3,12 +3,13 @@
  * - shows the websocket state ("live" / "reconnecting…") in #live-status;
  * - while the socket is not open, refreshes #printer-grid over HTTP every 5 s
  *   (the grid listens for the "printfarm:poll" event); resyncs once when it reopens;
- * - "farm-push" htmx extension: drops pushed fragments whose target is not on this page
- *   (filtered grid, detail page) instead of letting htmx log oob errors;
+ * - "farm-push" htmx extension: swaps the pushed cards itself, by id, parsing each frame once
+ *   (a wall of 1,000 is sent ~250 cards a second); drops those not on this page;
  * - keeps the "for 3 min" ages current between pushes;
  * - refreshes the cards when the poller-health banner says which printers are stale changed;
- * - on a narrowed, sorted or grouped grid, re-reads it when a pushed card changes what it
- *   shows or its order (the cards' data-* keys, printers/finding.py);
+ * - on a sorted grid, moves a pushed card to where its keys now put it; on a narrowed or
+ *   grouped one, re-reads the grid when a pushed card changes what it shows (the cards'
+ *   data-* keys, printers/finding.py);
  * - follows a redirect to the login page with a full navigation.
  */
 (function () {
@@ -153,14 +154,15 @@
 
   // -- what a pushed card changes on a narrowed, sorted or grouped grid --------------------
   // The grid says what it shows (data-filter-state / -tag, data-q, data-sort, data-group) and
-  // each card carries its keys (data-find, data-sort, data-tags, data-location on its
-  // span.card-keys, computed by printers/finding.py). A pushed card is swapped in place; when
-  // it no longer belongs where it stands, or a card not on the page now belongs on it, the
-  // grid is re-read (once per burst) instead of being reordered here: the server stays the
-  // one place the rules live.
+  // each card carries its keys (data-find, data-sort, data-rank, data-tags, data-location on
+  // its span.card-keys, computed by printers/finding.py). A pushed card is swapped in place;
+  // if its keys now put it elsewhere in the order, it is moved there (keys and ranks are
+  // numbers the server computed: the page compares, it does not know the rules); if it no
+  // longer belongs on the grid, or a card not on the page now does, the grid is re-read
+  // (once per burst).
   var SORT_INDEX = { state: 0, end: 1, attention: 2 };
 
-  // A card's keys sit on its first child, span.card-keys (the printer-card partial).
+  // A card's keys sit on its first child, span.card-keys (the printer-card and wall-tile partials).
   function keys(card, name) {
     var el = card.querySelector(".card-keys");
     return (el && el.getAttribute(name)) || "";
@@ -191,30 +193,43 @@
     return true;
   }
 
-  function sortKey(grid, card) {
+  // [the sort's key, the place in name order]: compared as numbers, first then second.
+  function orderOf(grid, card) {
     var index = SORT_INDEX[grid.getAttribute("data-sort")];
-    if (index === undefined) return null;
-    return Number(keys(card, "data-sort").split(" ")[index]);
+    var first = index === undefined ? 0 : Number(keys(card, "data-sort").split(" ")[index]);
+    return [first, Number(keys(card, "data-rank"))];
   }
 
-  // After the swap: does every card still belong in its section, in order?
-  function gridIsTrue() {
-    var grid = document.getElementById("printer-grid");
-    if (!grid) return true;
-    var containers = grid.querySelectorAll(".cards");
-    for (var c = 0; c < containers.length; c++) {
-      var previous = -Infinity;
-      var cards = containers[c].querySelectorAll(":scope > article.card");
-      for (var i = 0; i < cards.length; i++) {
-        if (!inPlace(grid, cards[i], containers[c])) return false;
-        var key = sortKey(grid, cards[i]);
-        if (key !== null) {
-          if (key < previous) return false;
-          previous = key;
-        }
-      }
+  function before(a, b) {
+    return a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+  }
+
+  function siblingCard(card, forward) {
+    var el = forward ? card.nextElementSibling : card.previousElementSibling;
+    while (el && !(el.tagName === "ARTICLE" && el.classList.contains("card"))) {
+      el = forward ? el.nextElementSibling : el.previousElementSibling;
     }
-    return true;
+    return el;
+  }
+
+  // Where the card goes among its container's cards: a binary search on the keys.
+  function reposition(grid, card) {
+    var own = orderOf(grid, card);
+    var prev = siblingCard(card, false);
+    var next = siblingCard(card, true);
+    if ((!prev || !before(own, orderOf(grid, prev))) && (!next || !before(orderOf(grid, next), own))) return;
+    var container = card.parentElement;
+    card.remove();
+    var cards = container.querySelectorAll(":scope > article.card");
+    var lo = 0;
+    var hi = cards.length;
+    while (lo < hi) {
+      var mid = (lo + hi) >> 1;
+      if (before(orderOf(grid, cards[mid]), own)) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo < cards.length) container.insertBefore(card, cards[lo]);
+    else container.appendChild(card);
   }
 
   function reloadGridSoon() {
@@ -225,38 +240,75 @@
     }, 300);
   }
 
+  // -- swapping pushed cards ----------------------------------------------------------------
+  // Events for the other scripts: "printfarm:cardswap" (detail: old, next) just before a card
+  // is replaced, "printfarm:pushed" (detail: cards) once a frame's cards are in.
+  var HTMX_PARTS = "[hx-get],[hx-post]";
+
+  function copiesOf(grid, id) {
+    if (grid && grid.getAttribute("data-group")) {
+      // Grouped by tag, a printer with two tags has a card in each group, both with its id.
+      return Array.prototype.slice.call(document.querySelectorAll('[id="' + id + '"]'));
+    }
+    var el = document.getElementById(id);
+    return el ? [el] : [];
+  }
+
+  function swapIn(old, next) {
+    document.dispatchEvent(new CustomEvent("printfarm:cardswap", { detail: { old: old, next: next } }));
+    next.removeAttribute("hx-swap-oob");
+    old.replaceWith(next);
+    if (next.matches(HTMX_PARTS) || next.querySelector(HTMX_PARTS)) htmx.process(next);
+  }
+
+  function applyPush(text) {
+    var tpl = document.createElement("template");
+    tpl.innerHTML = text;
+    var grid = document.getElementById("printer-grid");
+    var plain =
+      !grid ||
+      (grid.hasAttribute("data-every-printer") &&
+        grid.getAttribute("data-sort") === "name" &&
+        !grid.getAttribute("data-group"));
+    var reload = false;
+    var swapped = [];
+    Array.prototype.slice.call(tpl.content.children).forEach(function (el) {
+      if (!el.id) return;
+      var isCard = el.tagName === "ARTICLE" && el.id.indexOf("printer-card-") === 0;
+      var olds = copiesOf(grid, el.id);
+      if (!olds.length) {
+        // A printer not on this page: on a grid of every printer it was just added; on a
+        // narrowed one it may have come to match (entered the state, its file found).
+        if (isCard && grid && (grid.hasAttribute("data-every-printer") || matches(grid, el))) reload = true;
+        return;
+      }
+      if (el.getAttribute("hx-swap-oob") === "delete") {
+        olds.forEach(function (old) { old.remove(); });
+        return;
+      }
+      olds.forEach(function (old, i) {
+        var next = i === olds.length - 1 ? el : el.cloneNode(true);
+        swapIn(old, next);
+        if (isCard) swapped.push(next);
+      });
+    });
+    if (grid && !plain && !reload) {
+      for (var i = 0; i < swapped.length && !reload; i++) {
+        var container = swapped[i].parentElement;
+        if (!container || !inPlace(grid, swapped[i], container)) reload = true;
+        else reposition(grid, swapped[i]);
+      }
+    }
+    if (reload) reloadGridSoon();
+    document.dispatchEvent(new CustomEvent("printfarm:pushed", { detail: { cards: swapped } }));
+  }
+
   function defineExtension() {
     htmx.defineExtension("farm-push", {
       transformResponse: function (text, xhr) {
         if (xhr) return text; // an ordinary htmx response: leave it alone
-        var tpl = document.createElement("template");
-        tpl.innerHTML = text;
-        var grid = document.getElementById("printer-grid");
-        var reload = false;
-        var cards = 0;
-        Array.prototype.slice.call(tpl.content.children).forEach(function (el) {
-          var isCard = el.tagName === "ARTICLE" && el.id.indexOf("printer-card-") === 0;
-          if (isCard) cards++;
-          if (el.id && !document.getElementById(el.id)) {
-            // A printer not on this page: on a grid of every printer it was just added; on a
-            // narrowed one it may have come to match (entered the state, its file found).
-            if (isCard && grid && (grid.hasAttribute("data-every-printer") || matches(grid, el))) reload = true;
-            el.remove();
-          }
-        });
-        var plain =
-          !grid ||
-          (grid.hasAttribute("data-every-printer") &&
-            grid.getAttribute("data-sort") === "name" &&
-            !grid.getAttribute("data-group"));
-        if (reload) {
-          reloadGridSoon();
-        } else if (cards && !plain) {
-          setTimeout(function () {
-            if (!gridIsTrue()) reloadGridSoon();
-          }, 50); // once htmx has swapped the cards in
-        }
-        return tpl.innerHTML;
+        applyPush(text);
+        return ""; // swapped above: nothing left for htmx
       },
     });
   }

@@ -9,7 +9,9 @@
 
   var MIN_TILE = 48; // px: below this the wall scrolls rather than shrink further
   var MAX_TILE = 640;
+  var STEP = 0.04; // the fit is within 4% of the largest tile that fits
   var scheduled = false;
+  var lastTile = 0;
 
   function apply(grid, tile) {
     grid.style.setProperty("--tile-w", tile + "px");
@@ -23,27 +25,50 @@
     return root.scrollHeight <= window.innerHeight && root.scrollWidth <= window.innerWidth;
   }
 
+  // A first width from one measurement: a tile's height grows with its width (the font
+  // scales with it), so the wall's height grows with the square of the width.
+  function estimate(grid) {
+    var count = grid.querySelectorAll("article.card").length;
+    var top = grid.querySelector(".cards").getBoundingClientRect().top + window.scrollY;
+    var room = Math.max(1, window.innerHeight - top);
+    var guess = Math.sqrt((window.innerWidth * room) / count);
+    apply(grid, clamp(guess));
+    var used = Math.max(1, document.documentElement.scrollHeight - top);
+    return clamp(guess * Math.sqrt(room / used));
+  }
+
+  function clamp(tile) {
+    return Math.max(MIN_TILE, Math.min(MAX_TILE, Math.floor(tile)));
+  }
+
   // The largest tile at which the real layout (names wrap, text scales) needs no scrolling:
-  // a binary search over the width, measuring the page each step (a dozen reflows, on load,
-  // resize and when printers come or go).
+  // from the last fit (or an estimate), grow or shrink in small steps, measuring the page
+  // each step — a few reflows of 1,000 tiles instead of a dozen.
   function fit() {
     scheduled = false;
     var grid = document.querySelector("#printer-grid.farm-wall");
     if (!grid || !grid.querySelector("article.card")) return;
-    var lo = MIN_TILE;
-    var hi = MAX_TILE;
-    apply(grid, hi);
-    if (!fitsScreen()) {
-      while (hi - lo > 2) {
-        var mid = Math.floor((lo + hi) / 2);
-        apply(grid, mid);
-        if (fitsScreen()) lo = mid;
-        else hi = mid;
+    var tile = lastTile || estimate(grid);
+    apply(grid, tile);
+    if (fitsScreen()) {
+      for (var i = 0; i < 40 && tile < MAX_TILE; i++) {
+        var bigger = clamp(Math.max(tile + 1, tile * (1 + STEP)));
+        apply(grid, bigger);
+        if (!fitsScreen()) {
+          apply(grid, tile);
+          break;
+        }
+        tile = bigger;
       }
-      apply(grid, lo);
-      hi = lo;
+    } else {
+      for (var j = 0; j < 60 && tile > MIN_TILE; j++) {
+        tile = clamp(Math.min(tile - 1, tile * (1 - STEP)));
+        apply(grid, tile);
+        if (fitsScreen()) break;
+      }
     }
-    grid.dataset.tile = String(hi);
+    lastTile = tile;
+    grid.dataset.tile = String(tile);
   }
 
   function schedule() {
@@ -53,13 +78,24 @@
     }
   }
 
-  window.addEventListener("resize", schedule);
+  window.addEventListener("resize", function () {
+    lastTile = 0; // another screen: start from an estimate
+    schedule();
+  });
   document.addEventListener("DOMContentLoaded", schedule);
-  document.addEventListener("htmx:afterSettle", schedule);
-  // A pushed card may be taller (an error's reason): search again only if the wall no longer
+  // The grid re-read (a filter, a printer added): fit again; other swaps (the health banner)
+  // leave the tiles alone.
+  document.addEventListener("htmx:afterSettle", function (evt) {
+    var elt = evt.detail && evt.detail.elt;
+    if (elt && (elt.id === "printer-grid" || (elt.querySelector && elt.querySelector("#printer-grid")))) {
+      lastTile = 0; // other printers, another count: start from an estimate
+      schedule();
+    }
+  });
+  // A pushed card may be taller (an error's reason): fit again only if the wall no longer
   // fits, so a farm of 1,000 updating every second costs one measurement per frame.
   var checking = false;
-  document.addEventListener("htmx:oobAfterSwap", function () {
+  document.addEventListener("printfarm:pushed", function () {
     if (checking || scheduled) return;
     checking = true;
     window.requestAnimationFrame(function () {

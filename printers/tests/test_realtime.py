@@ -13,7 +13,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from printers import realtime
+from printers import changes, realtime
 from printers.models import PrinterStatusRow
 from printers.services import printer_delete, printer_status_record_many
 from printers.state import PrinterStatus, State
@@ -190,17 +190,23 @@ async def test_a_status_write_reaches_the_socket_through_redis(settings):
     settings.PRINTFARM_FEED_INTERVAL = 0.05
     user = await sync_to_async(UserFactory)()
     printer = await sync_to_async(PrinterFactory)()
+    await changes.drain()  # the printer's creation is pushed before the sockets open
     communicator, connected = await open_socket(user)
-    assert connected
+    wall, wall_connected = await open_socket(user, "/ws/farm/?view=wall")
+    assert connected and wall_connected
     try:
-        # With Redis the feed stays off: the write's announcement pushes the card itself.
+        # With Redis the feed stays off: the write's announcement pushes the card itself,
+        # and the wall's tile to the wall's group.
         changed = await record(printer.pk, PrinterStatus(state=State.PAUSED, progress=40.0))
         assert changed == [printer.pk]
         html = await communicator.receive_from(timeout=5)
         assert f'<article id="printer-card-{printer.pk}" class="card st-paused" hx-swap-oob="true">' in html
         assert '<nav id="state-counts"' in html
+        tile = await wall.receive_from(timeout=5)
+        assert f'id="printer-card-{printer.pk}" class="card tile st-paused" hx-swap-oob="true">' in tile
     finally:
         await communicator.disconnect()
+        await wall.disconnect()
 
 
 @pytest.mark.django_db(transaction=True)

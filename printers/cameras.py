@@ -15,6 +15,9 @@ waits at most STALE_AFTER on a working one before getting its previous image.
 The cache is per web process (one event loop): with `serve --workers N` each process fetches
 on its own, at most N fetches per camera per TTL.
 
+A Bambu Lab P1/A1 camera (`bambu-camera://`, printers.camera_sources) gives one JPEG frame of
+its TLS stream per snapshot, under the same bounds and cache.
+
 Streams (MJPEG) are relayed byte for byte, at most STREAMS_PER_CAMERA at once per camera; a
 viewer over that gets 503 and the page falls back to refreshing snapshots.
 """
@@ -33,6 +36,7 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 import httpx
 from django.utils.html import escape
 
+from printers.drivers import bambu_camera
 from printers.drivers.http import make_client
 from printers.forms import is_refused_address, literal_ip
 
@@ -283,6 +287,8 @@ async def close_client() -> None:
 
 async def fetch_snapshot(url: str) -> Snapshot:
     """One upstream fetch, bounded in time and size; a placeholder for anything but an image."""
+    if url.startswith(f"{bambu_camera.SCHEME}://"):
+        return await _bambu_snapshot(url)
     target, auth = _credentials(url)
     started = time.monotonic()
     try:
@@ -317,6 +323,18 @@ async def fetch_snapshot(url: str) -> Snapshot:
     if not content_type:
         return placeholder("not an image")
     return Snapshot(body=bytes(body), content_type=content_type, problem="", at=started)
+
+
+async def _bambu_snapshot(url: str) -> Snapshot:
+    """A Bambu Lab P1/A1 camera's next frame (printers.drivers.bambu_camera), under the same bounds."""
+    started = time.monotonic()
+    try:
+        body = await bambu_camera.read_frame(
+            url, connect_timeout=CONNECT_TIMEOUT, timeout=FETCH_TIMEOUT, max_bytes=MAX_BYTES
+        )
+    except bambu_camera.CameraProblem as exc:
+        return placeholder(str(exc))
+    return Snapshot(body=body, content_type="image/jpeg", problem="", at=started)
 
 
 class SnapshotCache:

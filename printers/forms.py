@@ -7,7 +7,7 @@ import re
 import socket
 import unicodedata
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from django import forms
 from django.core.validators import URLValidator
@@ -135,10 +135,15 @@ class AddressField(forms.URLField):
         return url.rstrip("/")
 
 
+def _query_port(query: dict[str, list[str]], name: str) -> int | None:
+    value = query.get(name, [""])[-1]
+    return int(value) if value else None
+
+
 class BambuAddressField(forms.CharField):
     """A Bambu Lab printer's address: its IP or host name ("192.168.1.60", stored as
     "mqtts://192.168.1.60": MQTT on 8883, FTPS on 990), or an mqtts:// URL with other ports
-    (`mqtts://host:port?ftps=port`, the simulator's)."""
+    (`mqtts://host:port?ftps=port&camera=port`, the simulator's)."""
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_length", 300)
@@ -159,15 +164,17 @@ class BambuAddressField(forms.CharField):
             ) from None
         try:
             port = parts.port
-            ftps = parts.query.removeprefix("ftps=") if parts.query else ""
-            ftps_port = int(ftps) if ftps else None
+            query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
+            if set(query) - {"ftps", "camera"}:
+                raise ValueError(parts.query)
+            ftps_port, camera_port = (_query_port(query, name) for name in ("ftps", "camera"))
         except ValueError:
-            port = ftps_port = 0
+            port = ftps_port = camera_port = 0
         if parts.scheme != "mqtts" or not parts.hostname or parts.path.strip("/") or parts.fragment:
             raise forms.ValidationError(
                 "Enter the printer's IP address or host name (e.g. 192.168.1.60).", code="invalid"
             )
-        if any(p is not None and not 1 <= p <= 65535 for p in (port, ftps_port)):
+        if any(p is not None and not 1 <= p <= 65535 for p in (port, ftps_port, camera_port)):
             raise forms.ValidationError("The port must be between 1 and 65535.", code="port")
         ip = literal_ip(parts.hostname)
         if ip is not None and is_refused_address(ip):
@@ -177,7 +184,8 @@ class BambuAddressField(forms.CharField):
             )
         host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         address = f"mqtts://{host}" + (f":{port}" if port else "")
-        return address + (f"?ftps={ftps_port}" if ftps_port else "")
+        ports = [f"{name}={value}" for name, value in (("ftps", ftps_port), ("camera", camera_port)) if value]
+        return address + ("?" + "&".join(ports) if ports else "")
 
 
 def clean_serial(value: str) -> str:

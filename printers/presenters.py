@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from django.urls import reverse
 from django.utils import timezone
 
+from printers.camera_sources import camera_source
 from printers.colours import colour_name
 from printers.commands import Command, commands_for_state
 from printers.finding import GROUPS, SORTS, SortKeys, find_text, natural_key, print_end, sort_keys
@@ -368,7 +369,7 @@ def card_for(
         web_ui_label=ui.label if ui else "",
         web_ui_url=ui.url if ui else "",
         camera_url=urls.camera(printer.pk)
-        if printer.camera_on_card and (printer.camera_snapshot_url or printer.camera_stream_url)
+        if printer.camera_on_card and camera_source(printer).snapshot
         else "",
     )
 

@@ -22,6 +22,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from printers import thumbnails
 from printers.bulk import bulk_choices
+from printers.camera_sources import camera_source
 from printers.cameras import camera_discover, camera_host
 from printers.cards import render_grid_cards
 from printers.commands import COMMANDS, Outcome, command_send, connection_probe, printer_config
@@ -108,6 +109,7 @@ def printer_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     printer = get_object_or_404(Printer.objects.with_status(), pk=pk)
     now = timezone.now()
     samples = list(printer.temperature_samples.filter(at__gte=now - CHART_SPAN).order_by("at"))
+    camera = camera_source(printer)
     context = {
         "printer": printer,
         "address": address_shown(printer.base_url),
@@ -115,8 +117,9 @@ def printer_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "chart": temperature_chart(samples, now=now, span=CHART_SPAN),
         "events": printer.events.all()[:EVENTS_SHOWN],
         # Whether it has a camera, never its URLs: the page shows our relay (printers.camera_views).
-        "camera_stream": bool(printer.camera_stream_url),
-        "camera_snapshot": bool(printer.camera_snapshot_url or printer.camera_stream_url),
+        "camera_stream": bool(camera.stream),
+        "camera_snapshot": bool(camera.snapshot),
+        "camera_note": camera.note,
     }
     return render(request, "printers/printer_detail.html", context)
 

@@ -439,7 +439,7 @@ def main() -> int:
         PYTHONUNBUFFERED="1",
     )
     # A Bambu printer has a second port (FTPS): the simulator puts those after every printer's own.
-    ports = 2 * args.printers if pushes else args.printers
+    ports = 3 * args.printers if pushes else args.printers  # Bambu: FTPS and camera ports after all
     base = free_port_block(ports + 1)
     control_port = base + ports
     printers_file = data_dir / "printers.json"

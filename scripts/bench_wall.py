@@ -328,7 +328,7 @@ def main() -> int:
         DEBUG="0",
         PYTHONUNBUFFERED="1",
     )
-    ports = 2 * args.printers  # Bambu printers' FTPS ports follow every printer's own
+    ports = 3 * args.printers  # Bambu printers' FTPS and camera ports follow every printer's own
     base = free_port_block(ports + 2)
     control_port, web_port = base + ports, base + ports + 1
     printers_file = data_dir / "printers.json"

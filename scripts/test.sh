@@ -41,7 +41,8 @@ if .venv/bin/python scripts/services_up.py "$PG_URL" "$RD_URL"; then
     notifications/tests/test_events.py printers/tests/test_cameras.py printers/tests/test_card_story.py \
     printers/tests/test_printer_thumbnails.py jobs/tests/test_card_filaments.py printers/tests/test_bulk_actions.py \
     printfarm/accounts/tests/test_display_links.py printfarm/tests/test_edges.py \
-    printers/tests/drivers/test_moonraker_ws.py printers/tests/test_prusalink_farm.py "$@"
+    printers/tests/drivers/test_moonraker_ws.py printers/tests/test_prusalink_farm.py \
+    printfarm/api/tests/test_cameras.py printers/tests/test_bambu_camera.py "$@"
 elif [ -n "${CI:-}" ]; then
   echo "PostgreSQL or Redis is not answering on 127.0.0.1; CI needs both." >&2
   exit 1

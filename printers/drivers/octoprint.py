@@ -29,7 +29,7 @@ from printers.drivers.rest import (
     obj,
     text,
 )
-from printers.drivers.thumbnail_fetch import ThumbnailFetch
+from printers.drivers.thumbnail_fetch import ThumbnailFetch, printer_path
 from printers.state import PrinterStatus, State, clean_percent, clean_seconds, clean_temp
 from printers.thumbnails import thumbnail_key
 
@@ -151,11 +151,7 @@ def thumbnail_url(entry: object) -> str | None:
     """A file entry's `thumbnail` (the PrusaSlicer Thumbnails plugin's, "plugin/
     prusaslicerthumbnails/thumbnail/cube.png?20240101"): a path under OctoPrint's address,
     never another host's; None when the entry has none."""
-    found = text(entry.get("thumbnail")) if isinstance(entry, dict) else ""
-    path = found.split("?", 1)[0]
-    if not found or "://" in found or found.startswith(("//", "\\")) or ".." in path.split("/"):
-        return None
-    return found.lstrip("/")
+    return printer_path(text(entry.get("thumbnail")) if isinstance(entry, dict) else "")
 
 
 def _job_path(job: Mapping[str, Any]) -> str:

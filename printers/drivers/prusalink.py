@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 from urllib.parse import quote
@@ -41,7 +41,9 @@ from printers.drivers.prusalink_status import (
     storage_names,
 )
 from printers.drivers.rest import UPLOAD_CHUNK, RestDriver, error_text, file_chunks, http_error, mb
+from printers.drivers.thumbnail_fetch import ThumbnailFetch
 from printers.state import PrinterStatus
+from printers.thumbnails import thumbnail_key
 
 STATUS_PATH = "/api/v1/status"
 JOB_PATH = "/api/v1/job"
@@ -106,6 +108,7 @@ class PrusaLinkDriver(RestDriver):
         self._uploading = False
         self._last: PrinterStatus | None = None
         self._job: JobInfo | None = None
+        self.thumbnail = ThumbnailFetch(self.base_url)
         self._storage = ""
         # A file's name -> the path printfarm last sent or started it under (see parse_job).
         self._names: dict[str, str] = {}
@@ -178,7 +181,8 @@ class PrusaLinkDriver(RestDriver):
             # file, anything after it (READY, a new print) must not.
             self._job = None
         self._storage = self._storage or status_storage(status)
-        reading = parse_status(status, self._job)
+        thumbnail = self.thumbnail.shown(self._job.file) if self._job is not None else ""
+        reading = parse_status(status, self._job, thumbnail=thumbnail)
         self._last = reading
         return reading
 
@@ -196,6 +200,26 @@ class PrusaLinkDriver(RestDriver):
         job = parse_job(self.parse_json(response, JOB_PATH), known_names=self._names)
         if job is not None:
             self._job = job
+            self._thumbnail_of(job)
+
+    def _thumbnail_of(self, job: JobInfo) -> None:
+        """The first time a file is printed, fetch the printer's image of it in the background:
+        a print started on the printer's screen or from PrusaSlicer has none of ours."""
+        if not self.thumbnail.wanted(job.file) or not job.thumbnail:
+            return
+        key = thumbnail_key(self.base_url, job.file, job.version, job.thumbnail)
+        url = self.url("/" + job.thumbnail)
+
+        async def find() -> tuple[str, Callable[[], Awaitable[bytes]]]:
+            return key, lambda: self._download(url)
+
+        self.thumbnail.start(job.file, find)
+
+    async def _download(self, url: httpx.URL) -> bytes:
+        # Under the printer's lock like every request (Buddy serves three at once for all its
+        # clients); counted in thumbnail.fetches, not in `requests` (a poll never makes it).
+        async with self._lock:
+            return await self.thumbnail.download(self, url, auth=self.digest)
 
     async def probe(self) -> ProbeResult:
         version = await self._get_json(VERSION_PATH)

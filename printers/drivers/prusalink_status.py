@@ -13,6 +13,7 @@ from typing import Any
 
 from printers.drivers.base import DriverError
 from printers.drivers.rest import obj, text
+from printers.drivers.thumbnail_fetch import printer_path
 from printers.state import PrinterStatus, State, clean_percent, clean_seconds, clean_temp
 
 ATTENTION = (
@@ -55,6 +56,10 @@ class JobInfo:
     id: int
     file: str  # relative to the storage: "parts/cube.gcode"
     estimate: int | None = None  # seconds, from the file's metadata
+    # The printer's image of the file (file.refs.thumbnail, "thumb/l/usb/PARTS~1/CUBE.GCO":
+    # Buddy's first image over 16x16 px) as a path under its address; "" without one.
+    thumbnail: str = ""
+    version: str = ""  # what tells the file's versions apart (size, m_timestamp) for its image's key
 
 
 def job_id(status: Mapping[str, Any]) -> int | None:
@@ -85,11 +90,14 @@ def parse_job(job: object, *, known_names: Mapping[str, str]) -> JobInfo | None:
         path = f"{folder}/{name}" if folder and name else name
     meta = obj(file, "meta")
     estimate = clean_seconds(meta.get("estimated_print_time"))
-    return JobInfo(id=found, file=path, estimate=estimate)
+    thumbnail = printer_path(text(obj(file, "refs").get("thumbnail"))) or ""
+    version = f"{file.get('size')}:{file.get('m_timestamp')}"
+    return JobInfo(id=found, file=path, estimate=estimate, thumbnail=thumbnail, version=version)
 
 
-def parse_status(status: object, job: JobInfo | None) -> PrinterStatus:
-    """/api/v1/status, with the job it names (from the cache, or just fetched)."""
+def parse_status(status: object, job: JobInfo | None, *, thumbnail: str = "") -> PrinterStatus:
+    """/api/v1/status, with the job it names (from the cache, or just fetched); `thumbnail` is
+    the key of the printer's image of its file, once stored."""
     if not isinstance(status, dict):
         raise DriverError("Printer sent an unexpected reply to /api/v1/status (not a JSON object)")
     printer = obj(status, "printer")
@@ -135,6 +143,7 @@ def parse_status(status: object, job: JobInfo | None) -> PrinterStatus:
         elapsed=elapsed,
         remaining=remaining,
         bed_ready=word == "READY",
+        thumbnail=thumbnail if file else "",
     )
 
 

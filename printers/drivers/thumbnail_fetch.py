@@ -26,6 +26,16 @@ DOWNLOAD_TIMEOUT = httpx.Timeout(10.0)
 Find = Callable[[], Awaitable["tuple[str, Callable[[], Awaitable[bytes]]] | None"]]
 
 
+def printer_path(found: str) -> str | None:
+    """An image's address as a printer names it ("/thumb/l/usb/A~1.BGC", "plugin/…/cube.png?1"),
+    without its leading slash, when it is a path under the printer's own address: never
+    another host's, never climbing out of it. None otherwise."""
+    path = found.split("?", 1)[0]
+    if not found or "://" in found or found.startswith(("//", "\\")) or ".." in path.split("/"):
+        return None
+    return found.lstrip("/")
+
+
 class ThumbnailFetch:
     """Which file's image a driver fetched, and whether it is stored."""
 
@@ -68,6 +78,8 @@ class ThumbnailFetch:
         except (DriverError, thumbnails.NotAnImage, OSError) as exc:
             # The card shows no image; the file is not asked again (the next print is).
             logger.info("No thumbnail of %s from %s: %s", file, self.base_url, exc)
+        except RuntimeError as exc:  # httpx: the driver's client was closed (a poller stopping)
+            logger.debug("No thumbnail of %s from %s: %s", file, self.base_url, exc)
 
     async def stored(self, key: str) -> bool:
         """Is this image kept already (a poller restarted mid-print)? Refreshes its age."""
@@ -77,14 +89,15 @@ class ThumbnailFetch:
                 await asyncio.to_thread(os.utime, found[0])
         return found is not None
 
-    async def download(self, driver: RestDriver, url: httpx.URL) -> bytes:
+    async def download(self, driver: RestDriver, url: httpx.URL, *, auth: httpx.Auth | None = None) -> bytes:
         """GET an image of at most thumbnails.MAX_BYTES, streamed: a bigger one is refused
-        after MAX_BYTES, never read whole."""
+        after MAX_BYTES, never read whole. `auth`: the driver's own (PrusaLink's digest)."""
         self.fetches += 1
         limit = thumbnails.MAX_BYTES
+        extra = {"auth": auth} if auth is not None else {}
         try:
             async with driver.client.stream(
-                "GET", url, headers=driver._headers, timeout=DOWNLOAD_TIMEOUT
+                "GET", url, headers=driver._headers, timeout=DOWNLOAD_TIMEOUT, **extra
             ) as response:
                 if response.status_code != 200:
                     await response.aread()

@@ -4,8 +4,8 @@ Farm-level API (for drivers and tests):
 
     farm = SimulatedFarm(count=1, protocol="bambu", speed=600)   # or running_farm(...)
     p = farm.printers[0]              # SimPrinter: p.port = MQTT port, p.ftps_port = FTPS port,
-    p.base_url                        # "mqtts://127.0.0.1:<mqtt>?ftps=<ftps>"
-    info = farm.bambu(0)              # BambuDevice: .serial ("01S00C000000001"), .access_code
+    p.base_url                        # "mqtts://127.0.0.1:<mqtt>?ftps=<ftps>" (P1S: "&camera=<port>")
+    info = farm.bambu(0)              # BambuDevice: .serial ("00M09A000000001"), .access_code
                                       # (the farm's api_key, else "12345678"), .model ("X1C"
                                       # full pushes / "P1S" delta pushes, alternating by index),
                                       # .certificate.sha256 / .certificate.pem (CN = serial)
@@ -50,13 +50,15 @@ from printers.simulator.bambu_tls import FarmKey, PrinterCertificate
 from printers.simulator.printer import ERROR, PAUSED, PRINTING, SimPrinter
 
 if TYPE_CHECKING:
+    from printers.simulator.bambu_camera import CameraServer
     from printers.simulator.bambu_ftps import FtpsServer
     from printers.simulator.farm import SimulatedFarm
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ACCESS_CODE = "12345678"
-SERIAL_PREFIX = "01S00C"
+# A serial number starts with its model's code (X1 Carbon 00M, P1S 01P), as a real one does.
+SERIAL_PREFIX = {"X1C": "00M09A", "P1S": "01P00A"}
 PUSH_INTERVAL = 1.0  # real seconds between pushes
 HUGE_PUSH_BYTES = 2 * 1024 * 1024
 FIRMWARE = {"X1C": "01.08.02.00", "P1S": "01.07.00.00"}
@@ -98,15 +100,18 @@ class BambuDevice:
         self.farm = farm
         self.printer = printer
         self.index = printer.index
-        self.serial = f"{SERIAL_PREFIX}{printer.index + 1:09d}"
         self.access_code = access_code
         self.model = "X1C" if printer.index % 2 == 0 else "P1S"
+        self.serial = f"{SERIAL_PREFIX[self.model]}{printer.index + 1:09d}"
         self._key = key
         self._certificates = [key.certificate(self.serial)]
         self.broker = Broker(self)
         self.ftps: FtpsServer | None = None
         self.mqtt_server: asyncio.AbstractServer | None = None
         self.ftps_server: asyncio.AbstractServer | None = None
+        # P1/A1: JPEG frames over TLS (printers.simulator.bambu_camera); None on an X1.
+        self.camera: CameraServer | None = None
+        self.camera_server: asyncio.AbstractServer | None = None
         self.job = bs.BambuJob()
         self.trays = bs.default_trays(printer.index)
         self.external = bs.TraySpec()
@@ -169,6 +174,7 @@ class BambuDevice:
             "access_code": self.access_code,
             "model": self.model,
             "ftps_port": self.printer.ftps_port,
+            "camera_port": self.printer.camera_port,
             "pushing": self.pushing,
             "cert_sha256": self.certificate.sha256,
             "gcode_state": bs.gcode_state(self.printer, self.job, now),

@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from printers.simulator import bambu, control, moonraker, octoprint, prusalink
+from printers.simulator.bambu_camera import CameraServer
 from printers.simulator.bambu_ftps import FtpsServer
 from printers.simulator.bambu_tls import FarmKey
 from printers.simulator.cameras import SimCameras
@@ -81,8 +82,9 @@ class SimulatedFarm(FarmFaults):
         if speed <= 0:
             raise ValueError("speed must be > 0")
         kinds = [protocol if protocol != "mixed" else MIXED_CYCLE[i % len(MIXED_CYCLE)] for i in range(count)]
-        # A Bambu printer's FTPS port is base_port + count + index: after every printer's own.
-        ports = 2 * count if "bambu" in kinds else count
+        # A Bambu printer's FTPS port is base_port + count + index: after every printer's own; a
+        # P1S's camera port base_port + 2 * count + index.
+        ports = 3 * count if "bambu" in kinds else count
         if base_port and not 0 < base_port <= 65535 - ports + 1:
             raise ValueError(f"ports {base_port}..{base_port + ports - 1} out of range")
         self.host = check_loopback(host)
@@ -109,6 +111,7 @@ class SimulatedFarm(FarmFaults):
         self._by_port: dict[int, SimPrinter] = {}
         self._socks: dict[int, socket.socket] = {}  # printer index -> bound socket (listening or not)
         self._ftps_socks: dict[int, socket.socket] = {}  # Bambu printer index -> its FTPS socket
+        self._camera_socks: dict[int, socket.socket] = {}  # Bambu P1/A1 printer index -> its camera's
         self.bambu_devices: dict[int, bambu.BambuDevice] = {}  # Bambu printer index -> its firmware
         # PrusaLink printer index -> its password, Set Ready flag, transfer, nonces, connections
         self.prusalink_devices = {
@@ -253,10 +256,11 @@ class SimulatedFarm(FarmFaults):
                 server.close()
         for device in self.bambu_devices.values():
             self._close_bambu(device)
-        for sock in (*self._socks.values(), *self._ftps_socks.values()):
+        for sock in (*self._socks.values(), *self._ftps_socks.values(), *self._camera_socks.values()):
             sock.close()
         self._socks.clear()
         self._ftps_socks.clear()
+        self._camera_socks.clear()
         for runner in self._runners.values():
             await runner.cleanup()
         self._runners.clear()
@@ -295,6 +299,12 @@ class SimulatedFarm(FarmFaults):
         ftps_sock = self._bind(self.base_port + len(self.printers) + p.index if self.base_port else 0)
         p.ftps_port = ftps_sock.getsockname()[1]
         self._ftps_socks[p.index] = ftps_sock
+        if not device.x1:
+            device.camera = CameraServer(device)
+            port = self.base_port + 2 * len(self.printers) + p.index if self.base_port else 0
+            camera_sock = self._bind(port)
+            p.camera_port = camera_sock.getsockname()[1]
+            self._camera_socks[p.index] = camera_sock
         if p.fault != "offline":
             await self._serve_bambu(device)
 

@@ -51,6 +51,7 @@ class FarmFaults(FarmControl):
     _reopen_started: set[int]
     _tasks: set[asyncio.Task[Any]]
     _ftps_socks: dict[int, socket.socket]
+    _camera_socks: dict[int, socket.socket]
     bambu_devices: dict[int, BambuDevice]
     prusalink_devices: dict[int, PrusaLinkDevice]
     cameras: SimCameras
@@ -117,11 +118,15 @@ class FarmFaults(FarmControl):
             self._close_bambu(device)
             self._socks[p.index] = self._bind(p.port)
             self._ftps_socks[p.index] = self._bind(p.ftps_port)
+            if p.index in self._camera_socks:
+                self._camera_socks[p.index] = self._bind(p.camera_port)
         elif old == "offline" and fault != "offline":
             # Listening from this moment (connections wait in the backlog), as _go_online does,
             # so a caller on the loop sees the printer back at once; serving starts in the task.
             self._socks[p.index].listen(LISTEN_BACKLOG)
             self._ftps_socks[p.index].listen(LISTEN_BACKLOG)
+            if p.index in self._camera_socks:
+                self._camera_socks[p.index].listen(LISTEN_BACKLOG)
             task = asyncio.get_running_loop().create_task(self._serve_bambu(device))
             self._reopening[p.index] = task
             self._tasks.add(task)
@@ -141,16 +146,24 @@ class FarmFaults(FarmControl):
         device.ftps_server = await asyncio.start_server(
             device.ftps.handle, sock=ftps_sock, backlog=LISTEN_BACKLOG
         )
+        camera_sock = self._camera_socks.get(p.index)
+        if device.camera is not None and camera_sock is not None:
+            camera_sock.listen(LISTEN_BACKLOG)
+            device.camera_server = await asyncio.start_server(
+                device.camera.handle, sock=camera_sock, backlog=LISTEN_BACKLOG
+            )
 
     def _close_bambu(self, device: BambuDevice) -> None:
         """Stop listening and drop every connection (offline, farm stop)."""
-        for server in (device.mqtt_server, device.ftps_server):
+        for server in (device.mqtt_server, device.ftps_server, device.camera_server):
             if server is not None:
                 server.close()
-        device.mqtt_server = device.ftps_server = None
+        device.mqtt_server = device.ftps_server = device.camera_server = None
         device.broker.drop_all(_drop)
         if device.ftps is not None:
             device.ftps.drop_all(_drop)
+        if device.camera is not None:
+            device.camera.drop_all(_drop)
 
     def _protocol_factory(self, p: SimPrinter) -> Any:
         """What serves printer p's connections: its protocol's aiohttp server; on a PrusaLink

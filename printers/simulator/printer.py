@@ -169,6 +169,7 @@ class SimPrinter:
         self.host = host
         self.port = port  # Bambu: the MQTT port
         self.ftps_port = 0  # Bambu only
+        self.camera_port = 0  # Bambu P1/A1 only (an X1's camera is RTSPS, not simulated)
         self.fault: str | None = None
         self.fault_delay = 3.0
         self.storage = storage  # this printer's directory; G-code lives in `files_dir`
@@ -207,7 +208,8 @@ class SimPrinter:
     def base_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         if self.protocol == "bambu":
-            return f"mqtts://{host}:{self.port}?ftps={self.ftps_port}"
+            camera = f"&camera={self.camera_port}" if self.camera_port else ""
+            return f"mqtts://{host}:{self.port}?ftps={self.ftps_port}{camera}"
         return f"http://{host}:{self.port}"
 
     @property

@@ -54,6 +54,7 @@ from printers.simulator.prusalink_state import (
     PrusaLinkDevice,
     Slot,
 )
+from printers.simulator.prusalink_thumbnails import thumbnail
 
 if TYPE_CHECKING:
     from printers.simulator.farm import SimulatedFarm
@@ -376,6 +377,7 @@ def build_app(farm: object) -> web.Application:
     add("*", "/api/v1/files/{storage}", forbidden)
     add("*", "/api/v1/files/{storage}/{path:.*}", forbidden)
     add("GET", "/usb/{path:.+}", download)
+    add("GET", "/thumb/{size}/usb/{path:.+}", thumbnail)
     add("*", "/{tail:.*}", not_found)
     return app
 

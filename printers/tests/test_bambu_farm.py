@@ -109,8 +109,10 @@ async def test_a_bambu_printer_on_every_page_and_obeying_its_card(make_farm, web
             card = card_of(body, printer.pk)
             assert '<span class="badge" data-testid="state">Printing</span>' in card
             assert re.search(r'data-testid="progress">\d+%</strong>', card)
-            assert re.search(r'data-testid="layers"> · layer \d+ of 100</span>', card)  # defect: never shown
-            assert 'title="AMS 1 slot 1: PLA black, 80% left (feeding)"' in card
+        # The card tells the whole story; the wall's tile only what reads across a room.
+        card = card_of(await page(web, dashboard), printer.pk)
+        assert re.search(r'data-testid="layers"> · layer \d+ of 100</span>', card)  # defect: never shown
+        assert 'title="AMS 1 slot 1: PLA black, 80% left (feeding)"' in card
 
         detail = await page(web, reverse("printers:detail", args=[printer.pk]))
         assert "No temperature readings in the last hour." not in detail

@@ -1,5 +1,5 @@
 """The printer's own thumbnail of a print no job sent (issue 12 item 5): fetched once per file by
-the server from a simulated Moonraker / OctoPrint over loopback, kept on disk, shown on the
+the server from a simulated Moonraker / OctoPrint / PrusaLink over loopback, kept on disk, shown on the
 card and served by printfarm, never by the printer to the browser."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from printers.drivers import DriverConfig, get_driver
 from printers.drivers.base import Driver
 from printers.drivers.http import make_client
 from printers.drivers.rest import RestDriver
+from printers.drivers.thumbnail_fetch import printer_path
 from printers.models import Printer
 from printers.services import printer_create, printer_status_record_many
 from printers.simulator import SimulatedFarm, running_farm
@@ -79,7 +80,12 @@ class Seen:
 
 
 async def print_and_poll(
-    farm: SimulatedFarm, source: Path, *, polls: int = 20, transport: str = "poll"
+    farm: SimulatedFarm,
+    source: Path,
+    *,
+    polls: int = 20,
+    transport: str = "poll",
+    config: DriverConfig | None = None,
 ) -> tuple[Driver, PrinterStatus, Seen]:
     """Start `source` on the printer as someone outside printfarm would (an upload that prints),
     poll until the thumbnail fetch is over, then `polls` times more."""
@@ -87,7 +93,8 @@ async def print_and_poll(
     async with make_client(timeout=2.0) as client:
         client.event_hooks["request"] = [seen]
         sim = farm.printers[0]
-        driver = get_driver(sim.protocol, DriverConfig(base_url=sim.base_url), client, transport=transport)
+        config = config or DriverConfig(base_url=sim.base_url)
+        driver = get_driver(sim.protocol, config, client, transport=transport)
         await driver.upload(source, remote_name=source.name, start=True)
 
         async def fetched() -> bool:
@@ -183,6 +190,110 @@ def test_octoprint_plugin_thumbnail_of_an_outside_print_reaches_the_card(octopri
     response = web.get(src)
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == large_png
+
+
+@pytest.fixture
+def prusalink() -> Iterator[SimulatedFarm]:
+    with running_farm(1, protocol="prusalink", speed=60.0) as farm:
+        yield farm
+
+
+def buddy_login(farm: SimulatedFarm, login: str) -> DriverConfig:
+    """The farm's one PrusaLink printer, signed in with its password as the X-Api-Key header or
+    as user maker's digest password."""
+    password = farm.prusalink_devices[0].password
+    username = "maker" if login == "digest" else ""
+    return DriverConfig(base_url=farm.printers[0].base_url, api_key=password, username=username)
+
+
+@pytest.mark.parametrize("login", ["api-key", "digest"])
+def test_prusalink_thumbnail_of_an_outside_print_reaches_the_card(
+    prusalink, tmp_path, web, thumbnail_dir, login
+):
+    icon, _ = image_block(16, 16, (200, 30, 30))
+    large, large_png = image_block(220, 124, (30, 90, 200))  # Buddy's "l": its first image over 16x16
+    bigger, _ = image_block(300, 300, (0, 160, 60))
+    source = gcode(tmp_path, "buddy.gcode", icon + large + bigger)
+
+    config = buddy_login(prusalink, login)
+    driver, status, seen = async_to_sync(print_and_poll)(prusalink, source, config=config)
+
+    # refs.thumbnail of /api/v1/job, asked once per file, with the printer's own login.
+    assert status.state is State.PRINTING and status.file == "buddy.gcode"
+    assert thumbnails.is_key(status.thumbnail)
+    assert driver.thumbnail.fetches == 1
+    assert seen.count(r"^/thumb/l/usb/buddy\.gcode$") == (
+        1 if login == "api-key" else seen.count(r"^/thumb/")
+    )
+    assert seen.count(r"^/thumb/s/") == 0
+    assert seen.count(r"^/api/v1/job$") == 1 and seen.count(r"^/api/v1/status$") >= 20
+    assert prusalink.prusalink_devices[0].peak_connections == 1  # Buddy's three slots: one is ours
+
+    printer = printer_for(prusalink)
+    record(printer, status)
+    src = re.search(r'<img src="([^"]+)"[^>]*data-testid="printer-thumbnail"', card_of(web, printer)).group(1)
+    assert src == reverse("printers:thumbnail", args=[printer.pk, status.thumbnail])
+    response = web.get(src)
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert b"".join(response.streaming_content) == large_png
+    assert [p.name for p in thumbnail_dir.iterdir()] == [f"{status.thumbnail}.png"]
+
+
+def test_a_prusalink_file_without_an_image_is_asked_once_and_shows_none(prusalink, tmp_path, web):
+    config = buddy_login(prusalink, "api-key")
+    driver, status, seen = async_to_sync(print_and_poll)(
+        prusalink, gcode(tmp_path, "plain.gcode"), config=config
+    )
+    # Buddy names a thumbnail for every print file; this one's answers 404.
+    assert status.state is State.PRINTING and status.thumbnail == ""
+    assert driver.thumbnail.fetches == 1 and seen.count(r"^/thumb/l/usb/plain\.gcode$") == 1
+    printer = printer_for(prusalink)
+    record(printer, status)
+    card = card_of(web, printer)
+    assert "plain.gcode" in card and 'data-testid="printer-thumbnail"' not in card
+
+
+def test_the_simulated_buddy_serves_images_behind_its_login(prusalink, tmp_path):
+    icon, icon_png = image_block(16, 16, (200, 30, 30))
+    large, large_png = image_block(220, 124, (30, 90, 200))
+    source = gcode(tmp_path, "seen.gcode", icon + large)
+
+    async def run() -> None:
+        config = buddy_login(prusalink, "api-key")
+        async with make_client(timeout=2.0) as client:
+            driver = get_driver("prusalink", config, client)
+            await driver.upload(source, remote_name="seen.gcode")
+            base = config.base_url
+            key = {"X-Api-Key": config.api_key}
+            assert (await client.get(f"{base}/thumb/l/usb/seen.gcode")).status_code == 401
+            answers = {
+                path: await client.get(f"{base}{path}", headers=key)
+                for path in (
+                    "/thumb/l/usb/seen.gcode",
+                    "/thumb/s/usb/seen.gcode",
+                    "/thumb/x/usb/seen.gcode",
+                    "/thumb/l/usb/missing.gcode",
+                    "/thumb/l/usb/../seen.gcode",
+                )
+            }
+        assert answers["/thumb/l/usb/seen.gcode"].content == large_png
+        assert answers["/thumb/l/usb/seen.gcode"].headers["content-type"] == "image/png"
+        assert answers["/thumb/s/usb/seen.gcode"].content == icon_png
+        assert Image.open(io.BytesIO(icon_png)).size == (16, 16)
+        for path in ("/thumb/x/usb/seen.gcode", "/thumb/l/usb/missing.gcode", "/thumb/l/usb/../seen.gcode"):
+            assert answers[path].status_code == 404, path
+
+    async_to_sync(run)()
+
+
+def test_a_thumbnail_path_must_stay_on_the_printer():
+    assert printer_path("/thumb/l/usb/A~1.BGC") == "thumb/l/usb/A~1.BGC"
+    assert (
+        printer_path("plugin/prusaslicerthumbnails/thumbnail/a.png?1")
+        == "plugin/prusaslicerthumbnails/thumbnail/a.png?1"
+    )
+    for bad in ("", "http://evil/x.png", "//evil/x.png", "\\\\evil\\x", "/thumb/../../etc/passwd"):
+        assert printer_path(bad) is None, bad
 
 
 def test_a_file_without_thumbnails_shows_none(moonraker, tmp_path, web):

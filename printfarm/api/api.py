@@ -179,9 +179,10 @@ def _field_errors(request, exc: FieldErrors):
     return error(request, 422, "Some fields are not valid.", exc.errors)
 
 
-from printfarm.api import files, jobs, notifications, printers, users  # noqa: E402  (routers use `api` helpers)
+from printfarm.api import cameras, files, jobs, notifications, printers, users  # noqa: E402  (routers use `api` helpers)
 
 api.add_router("/", printers.router)
+api.add_router("/", cameras.router)
 api.add_router("/", files.router)
 api.add_router("/", jobs.router)
 api.add_router("/", users.router)

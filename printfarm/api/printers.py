@@ -19,6 +19,7 @@ from printfarm.api.snapshot import printer_dict, snapshot
 
 router = Router(tags=["printers"])
 ERRORS = schemas.ERRORS
+CAMERA_URLS = ("camera_snapshot_url", "camera_stream_url")  # write-only, like the key
 
 
 class PageQuery(schemas.Schema):
@@ -163,6 +164,10 @@ def printer_change(request: HttpRequest, printer_id: int, body: schemas.PrinterP
         if name in values and values[name] is None:
             values[name] = empty
     key = values.pop("api_key", None)
+    # "" or null removes a camera URL (on the web form, blank keeps it: it is never shown back).
+    cameras_removed = [name for name in CAMERA_URLS if name in values and not values[name]]
+    for name in cameras_removed:
+        del values[name]
     forget_pin = "certificate_pin" in values
     values.pop("certificate_pin", None)
     data = _form_data(printer, values)
@@ -173,9 +178,11 @@ def printer_change(request: HttpRequest, printer_id: int, body: schemas.PrinterP
         if key == "":
             data["clear_api_key"] = "on"
     form = _validated(data, printer)
+    fields = form.printer_fields()
+    fields |= dict.fromkeys(cameras_removed, "")
     printer_update(
         printer=printer,
-        fields=form.printer_fields(),
+        fields=fields,
         tags=form.cleaned_data["tags"],
         by=actor.user,
         via=actor.via,

@@ -104,6 +104,26 @@ class PrinterStatusOut(Schema):
     last_seen: dt.datetime | None
 
 
+class CameraOut(Schema):
+    """The printer's camera as this server relays it: the camera's own address and password are
+    write-only (camera_snapshot_url / camera_stream_url) and never sent back."""
+
+    snapshot: bool = Field(description="a snapshot can be fetched from snapshot_url")
+    stream: bool = Field(description="an MJPEG stream can be watched at stream_url")
+    source: Literal["url", "printer", ""] = Field(
+        description='"url": snapshot/stream URLs are stored; "printer": the printer\'s own camera '
+        '(Bambu Lab P1/A1 series); "": no camera'
+    )
+    on_card: bool = Field(description="the dashboard card shows the snapshot")
+    snapshot_url: str | None = Field(
+        examples=["/api/v1/printers/7/camera/snapshot"],
+        description="this server's relay of the camera (a path; same authentication as the API); "
+        "a placeholder image says why when the camera is down",
+    )
+    stream_url: str | None = Field(examples=["/api/v1/printers/7/camera/stream"])
+    note: str = Field(description="why a camera the printer has is not shown, else blank")
+
+
 class PrinterOut(Schema):
     id: int
     name: str
@@ -129,6 +149,7 @@ class PrinterOut(Schema):
         description="what POST /printers/{id}/commands/{name} takes now: the commands its state "
         "allows and its protocol carries (the card's buttons)",
     )
+    camera: CameraOut
     status: PrinterStatusOut
 
 
@@ -169,11 +190,25 @@ class PrinterIn(Body):
     build_z: StrictInt = 250
     material: str = ""
     auto_clear: StrictBool = False
+    camera_snapshot_url: str = Field(
+        "",
+        max_length=_PRINTER["camera_snapshot_url"].max_length,
+        examples=["http://192.168.1.50/webcam/?action=snapshot"],
+        description="write-only (it may carry a user name and password): an http(s) URL of a JPEG/PNG",
+    )
+    camera_stream_url: str = Field(
+        "",
+        max_length=_PRINTER["camera_stream_url"].max_length,
+        examples=["http://192.168.1.50/webcam/?action=stream"],
+        description="write-only: an MJPEG stream's http(s) URL",
+    )
+    camera_on_card: StrictBool = True
 
 
 class PrinterPatch(Body):
     """Send only what changes: a field left out keeps its value. null clears the fields that
-    may be empty (tags, location, material, api_key); for the others it is refused (422)."""
+    may be empty (tags, location, material, api_key, the camera URLs); for the others it is
+    refused (422)."""
 
     name: str = unchanged_if_absent(max_length=_PRINTER["name"].max_length)
     protocol: ProtocolCode = unchanged_if_absent()
@@ -198,6 +233,17 @@ class PrinterPatch(Body):
     build_z: StrictInt = unchanged_if_absent()
     material: str | None = Field(None, description='the loaded material; "" or null clears it')
     auto_clear: StrictBool = unchanged_if_absent()
+    camera_snapshot_url: str | None = Field(
+        None,
+        max_length=_PRINTER["camera_snapshot_url"].max_length,
+        description='write-only; "" or null removes it',
+    )
+    camera_stream_url: str | None = Field(
+        None,
+        max_length=_PRINTER["camera_stream_url"].max_length,
+        description='write-only; "" or null removes it',
+    )
+    camera_on_card: StrictBool = unchanged_if_absent()
 
 
 # Printers per state: one field per printers.state.State, as /status sends them.

@@ -18,6 +18,7 @@ import orjson
 from asgiref.sync import sync_to_async
 from django.db.models import Count, Max
 
+from printers.camera_sources import camera_source
 from printers.commands import commands_for_state
 from printers.drivers.base import address_shown
 from printers.finding import natural_key
@@ -32,6 +33,21 @@ MAX_AGE = 1.0  # seconds a snapshot is served before the next request rebuilds i
 
 def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+def camera_dict(p: Printer) -> dict:
+    """The printer's camera as the API shows it: our relay's paths, never the camera's address."""
+    camera = camera_source(p)
+    base = f"/api/v1/printers/{p.pk}/camera/"
+    return {
+        "snapshot": bool(camera.snapshot),
+        "stream": bool(camera.stream),
+        "source": camera.kind,
+        "on_card": p.camera_on_card,
+        "snapshot_url": base + "snapshot" if camera.snapshot else None,
+        "stream_url": base + "stream" if camera.stream else None,
+        "note": camera.note,
+    }
 
 
 def printer_dict(p: Printer) -> dict:
@@ -57,6 +73,7 @@ def printer_dict(p: Printer) -> dict:
         "username": p.username,
         "certificate_pin": p.certificate_pin,
         "commands": [c.name for c in commands_for_state(state, p.protocol, light=row.light if row else None)],
+        "camera": camera_dict(p),
         "status": {
             "state": state.value,
             "message": row.message if row else "",

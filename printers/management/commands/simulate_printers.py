@@ -36,7 +36,8 @@ def raise_nofile_limit() -> tuple[int, int]:
 class Command(BaseCommand):
     help = (
         "Run N simulated printers (Moonraker/OctoPrint/PrusaLink HTTP APIs, Bambu MQTT+FTPS over TLS) on "
-        "loopback: printer i on port P+i (a Bambu printer's FTPS on P+N+i), the control API on "
+        "loopback: printer i on port P+i (a Bambu printer's FTPS on P+N+i, a P1S's camera on P+2N+i), "
+        "the control API on "
         "--control-port (default P-1). Runs until interrupted. "
         "Control API: GET /printers, /printers/{i}, /prints (every print start and end), "
         '/printers/{i}/prints, /stats; POST /printers/{i}/fault {"fault": F} with F one of '
@@ -89,8 +90,8 @@ class Command(BaseCommand):
         port: int = options["port"]
         if count < 1:
             raise CommandError("--count must be at least 1")
-        # Bambu printers take a second port each (FTPS: P+N+i)
-        ports = count if options["protocol"] in ("moonraker", "octoprint", "prusalink") else 2 * count
+        # Bambu printers take more ports (FTPS: P+N+i; a P1S's camera: P+2N+i)
+        ports = count if options["protocol"] in ("moonraker", "octoprint", "prusalink") else 3 * count
         if port and not 1 <= port <= 65535 - ports + 1:
             raise CommandError(f"--port {port} with --count {count} runs past port 65535")
         control_port = options["control_port"]

@@ -145,8 +145,18 @@ def test_the_openapi_schema_says_where_null_is_allowed(admin):
         "model",
         "material",
         "api_key",
+        "camera_snapshot_url",
+        "camera_stream_url",
     }
-    for name in ("tags", "location", "model", "material", "api_key"):
+    for name in (
+        "tags",
+        "location",
+        "model",
+        "material",
+        "api_key",
+        "camera_snapshot_url",
+        "camera_stream_url",
+    ):
         assert "null" in printer_patch[name]["description"]
     assert "default" not in printer_patch["enabled"]  # absent means unchanged, not null
     user_patch = components["UserPatch"]["properties"]

@@ -385,7 +385,8 @@ class Dispatcher(Following):
                 polls_at=polls_at,
             )
             return
-        await self._confirm(job, Follow(job_id, printer_id, remote_name, self.clock()))
+        # Readings from here on are this print's (an error before it is not its end).
+        await self._confirm(job, Follow(job_id, printer_id, remote_name, self.clock(), polls_at=poller.polls))
 
     @staticmethod
     def _options(job: Job, poller: PrinterPoller) -> PrintOptions:

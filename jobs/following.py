@@ -75,6 +75,8 @@ class Following:
         if not healthy:
             await self._lost(follow, poller.name, status, now)
             return
+        if poller.error_poll > follow.polls_at:
+            follow.error = poller.error
         if poller.polls > follow.polls_at:
             follow.polls_at = poller.polls
             follow.fresh += 1
@@ -86,6 +88,7 @@ class Following:
         ours = same_file(status.file, follow.remote_name) or (not status.file and follow.confirmed)
         if status.state in State.RUNNING and ours:
             follow.seen_running = True
+            follow.error = None
             follow.note_running(paused=status.state == State.PAUSED, now=now)
             follow.stopped_since = None
             if not follow.confirmed:
@@ -156,7 +159,7 @@ class Following:
         elif follow.history_tries < HISTORY_TRIES:
             return None  # the history read failed; try again before deciding without it
         else:
-            decided = stopped_outcome(follow, status, now)
+            decided = stopped_outcome(follow, follow.error or status, now)
             if decided is None:
                 return None
             state, reason = decided

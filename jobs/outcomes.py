@@ -57,6 +57,10 @@ class Follow:
     was_lost: bool = False  # contact was lost at some point during this print
     stopped_since: float | None = None  # clock() the print was first seen stopped
     error_since: float | None = None  # clock() an unconfirmed start's printer went into error
+    # The printer's latest error reading since this print was last seen running, whether or
+    # not the follower looked while it lasted (OctoPrint back from a serial error reads idle
+    # with the file still selected, as after a cancel).
+    error: PrinterStatus | None = None
     history: PrintRecord | None = None
     history_tries: int = 0
     history_retry_at: float = 0.0  # clock() before which a failed history read is not retried
@@ -145,7 +149,11 @@ def stopped_outcome(follow: Follow, status: PrinterStatus, now: float) -> tuple[
         if status.state == State.FINISHED:
             return S.FAILED, "The printer finished another file while the poller was away"
         return S.FAILED, "The print stopped while the poller was away; the printer doesn't say it finished"
-    if not follow.seen_running:
+    # Never seen printing, yet the printer names this print as its last job (only our start
+    # makes its unique file the printer's job): it began and was stopped before a reading
+    # showed it, as a cancel on its screen just after the start can be on a busy poller.
+    began = status.state == State.IDLE and same_file(status.file, follow.remote_name)
+    if not follow.seen_running and not began:
         if now - follow.started <= START_GRACE:
             return None
         return S.FAILED, f"The printer did not start the print within {START_GRACE:g} s"

@@ -511,6 +511,8 @@ class Coordinator:
             poller.failures = 0
         poller.polls += 1
         poller.last = status
+        if not failed and status.state == State.ERROR:
+            poller.error, poller.error_poll = status, poller.polls
         self.polls += 1
         self.writer.record(pk, status)
         return status

@@ -46,6 +46,10 @@ class PrinterPoller:
     polls: int = 0
     failures: int = 0  # consecutive failed polls; 0 while healthy
     last: PrinterStatus | None = None
+    # The latest reading in which the printer itself reported an error, and `polls` then: a
+    # reader that looks less often than readings come still learns of it.
+    error: PrinterStatus | None = None
+    error_poll: int = 0
     next_at: float = 0.0  # clock() time of the next poll
 
 

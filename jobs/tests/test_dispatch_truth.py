@@ -11,6 +11,7 @@ from asgiref.sync import sync_to_async
 
 from jobs import services
 from jobs.models import Job, JobEvent
+from jobs.outcomes import START_GRACE
 from jobs.presenters import card_jobs
 from jobs.tests.factories import make_file
 from jobs.tests.test_dispatch import (
@@ -24,6 +25,8 @@ from jobs.tests.test_dispatch import (
 from jobs.transfer import remote_name_for
 from printers.commands import COMMANDS, command_send
 from printers.models import Printer, PrinterStatusRow
+from printers.simulator.printer import SERIAL_ERROR
+from printers.state import State
 from printfarm.testing import eventually
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
@@ -159,6 +162,62 @@ async def test_a_cancel_at_the_printer_is_recorded_as_such(farm):
         job = await _job(job)
         assert "at the printer" in job.reason.lower()
         assert (await JobEvent.objects.filter(job=job).alast()).by == ""
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["moonraker", "octoprint"])
+async def test_a_cancel_at_the_printer_before_any_reading_showed_the_print(farm, index):
+    """Cancelled on the printer's screen as it began: no reading ever shows it printing (on
+    a busy machine the poll after the start can come late), only the printer idle with the
+    job's file as its last job."""
+    printers = await add_printers(farm, 2)
+    sim = farm.printers[index]
+
+    def cancel_as_it_starts(entry: dict) -> None:  # inside the start request, before its reply
+        if entry["index"] == index and entry["outcome"] == "in_progress":
+            sim.cancel(farm.sim_now())
+
+    farm.add_print_listener(cancel_as_it_starts)
+    file = await sync_to_async(make_file)("brief.gcode", seconds=60_000)
+    (job,) = await queue(file, printers=[printers[index]])
+    async with running():
+        # Waits past the start grace, so that a wrong verdict shows as itself, not as a timeout.
+        await eventually(lambda: _has_ended(job), timeout=START_GRACE + 10)
+    job = await _job(job)
+    assert (job.state, "at the printer" in job.reason.lower()) == (S.CANCELLED, True), job.reason
+
+
+async def _has_ended(job: Job) -> bool:
+    return (await _job(job)).is_finished
+
+
+async def test_an_error_between_two_rounds_is_not_taken_for_a_cancel(farm):
+    """OctoPrint's serial link lost and back between two dispatch rounds (a round held up on
+    a busy machine): the next look shows the printer idle with the job's file, as after a
+    cancel; the poller's reading in between said how the print ended."""
+    printers = await add_printers(farm, 2)
+    file = await sync_to_async(make_file)("between.gcode", seconds=60_000)
+    (job,) = await queue(file, printers=[printers[1]])
+    async with running(interval=3600.0) as dispatcher:  # rounds only when the test runs one
+        poller = dispatcher.coordinator.printers[printers[1].pk]
+
+        async def seen_printing() -> bool:
+            await dispatcher.tick()
+            follow = dispatcher.following.get(job.pk)
+            return follow is not None and follow.seen_running
+
+        await eventually(seen_printing)
+        farm.set_fault(1, "disconnect")
+        await eventually(lambda: poller.last.state == State.ERROR)
+        farm.set_fault(1, None)
+        await eventually(lambda: poller.last.state == State.IDLE)
+
+        async def ended() -> bool:
+            await dispatcher.tick()
+            return await _has_ended(job)
+
+        await eventually(ended)
+    job = await _job(job)
+    assert (job.state, job.reason) == (S.FAILED, f"The printer reported an error: {SERIAL_ERROR}")
 
 
 async def _cancel_at_printer(sim, *, farm=None) -> None:

@@ -57,6 +57,15 @@ def follow(**fields) -> Follow:
             (S.FAILED, "The printer finished another file while the poller was away"),
         ),
         ({}, PrinterStatus(State.IDLE), None),  # a confirmed start may take a moment to show
+        # Never seen printing, but the printer names the print as its last job: it began, and
+        # was stopped on the printer before a reading showed it (OctoPrint keeps it selected).
+        ({}, PrinterStatus(State.IDLE, file=NAME), (S.CANCELLED, "Stopped at the printer")),
+        (
+            {},
+            PrinterStatus(State.IDLE, message="Print cancelled", file=f"gcodes/{NAME}"),
+            (S.CANCELLED, "Print cancelled"),
+        ),
+        ({}, PrinterStatus(State.IDLE, file="other.gcode"), None),
     ],
 )
 def test_stopped_outcome(fields, status, expected) -> None:

@@ -265,6 +265,12 @@ class MoonrakerSocketDriver(PushDriver, MoonrakerDriver):
                     asked = ", ".join(method for method, _ in waiting.values())
                     raise DriverError(f"Printer sent invalid JSON (websocket, waiting for {asked})")
                 continue
+            resubscribed = any(method == _SUBSCRIBE for method, _ in waiting.values())
+            if self.malformed != readable and subscribed and not resubscribed:
+                # The broken frames were updates: a change they carried (a print's end) is sent
+                # once, so the merged copy may miss it for good. Subscribing again answers the
+                # full status.
+                await ask(_SUBSCRIBE, {"objects": SUBSCRIPTION})
             heard, readable = loop.time(), self.malformed
             method = message.get("method")
             status: PrinterStatus | None = None

@@ -315,6 +315,26 @@ async def test_broken_frames_on_a_live_socket(
     assert isinstance(watch.error, DriverError) and "invalid JSON" in watch.error.message
 
 
+async def test_a_change_lost_in_a_broken_frame_is_read_again(
+    farm: SimulatedFarm, driver: MoonrakerSocketDriver, watch: Watch
+) -> None:
+    """Seen in the chaos test: a print ended during a second of broken frames, and its end,
+    sent once as a delta, was never read; the printer read "printing" until the poller stopped."""
+    await eventually(lambda: watch.statuses)
+    farm.start_print(0, "cube.gcode", duration=LONG_PRINT)
+    await eventually(lambda: watch.last.state is State.PRINTING)
+    farm.set_fault(0, "malformed")
+    sim = farm.printers[0]
+    sim.advance(farm.sim_now())
+    sim.cancel(farm.sim_now())  # on the printer's screen: the HTTP API is broken too
+    broken = driver.malformed
+    # The update after the cancel (print_stats.state) went out broken, and later ones too.
+    await eventually(lambda: driver.malformed >= broken + 2)
+    farm.set_fault(0, None)
+    await eventually(lambda: watch.last.state is State.IDLE and watch.last.message == "Print cancelled")
+    assert watch.error is None
+
+
 async def test_server_error_on_the_upgrade(farm: SimulatedFarm, driver: MoonrakerSocketDriver) -> None:
     farm.set_fault(0, "http500")
     with pytest.raises(DriverError, match="HTTP 500"):

@@ -23,10 +23,17 @@ class FarmConsumer(AsyncWebsocketConsumer):
         if await database_sync_to_async(role_of)(self.scope.get("user")) is None:
             await self.close()  # before accept(): the handshake is refused (HTTP 403)
             return
-        self.view = realtime.view_of(self.scope.get("query_string", b""))
+        query = self.scope.get("query_string", b"")
+        self.view = realtime.view_of(query)
         await self.channel_layer.group_add(realtime.GROUPS[self.view], self.channel_name)
         await self.accept()
         self.feeding = realtime.feed_subscribe(self.view)
+        # In the group first, then what changed between the page's read and now: nothing falls
+        # in between (a card may come twice; the second swap changes nothing).
+        since = realtime.since_of(query)
+        if since is not None:
+            for html in await database_sync_to_async(realtime.catch_up)(since, self.view):
+                await self.send(text_data=html)
 
     async def disconnect(self, code: int) -> None:
         if self.feeding:

@@ -34,7 +34,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -57,6 +57,7 @@ GROUPS = {"cards": GROUP, "wall": "farm-wall"}
 MESSAGE_TYPE = "cards.html"  # -> FarmConsumer.cards_html
 COUNTS_TEMPLATE = "printers/dashboard.html#state-counts"
 FEED_OVERLAP = dt.timedelta(seconds=2)
+CATCH_UP_LIMIT = dt.timedelta(minutes=1)  # how old a page's cards may be for its socket to catch up
 # Cards per websocket message: a farm-wide change (poller restart) becomes several
 # moderate frames instead of one multi-megabyte one.
 CHUNK = 100
@@ -125,10 +126,40 @@ async def send_pushes(pushes: dict[str, list[str]]) -> None:
         await group_send(frames, GROUPS[view])
 
 
+def socket_url(view: str = "cards") -> str:
+    """The page's /ws/farm/ address, naming its view and when its cards were read: call it
+    before reading them. The socket first sends what changed since (`catch_up`), which the
+    feed, if already running for other sockets, no longer has in its window."""
+    query = {"since": f"{timezone.now().timestamp():.3f}"}
+    if view != "cards":
+        query = {"view": view, **query}
+    return "/ws/farm/?" + urlencode(query)
+
+
 def view_of(query_string: bytes) -> str:
     """The view a socket asks for (`/ws/farm/?view=wall`); cards unless it names another."""
     view = parse_qs(query_string.decode("latin-1")).get("view", ["cards"])[0]
     return view if view in VIEWS else "cards"
+
+
+def since_of(query_string: bytes) -> dt.datetime | None:
+    """When the socket's page read its cards, if it says and that was lately (a page reopening
+    its socket much later re-reads its grid instead: static/js/farm.js)."""
+    try:
+        moment = float(parse_qs(query_string.decode("latin-1")).get("since", [""])[0])
+        since = dt.datetime.fromtimestamp(moment, tz=dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return since if timezone.now() - CATCH_UP_LIMIT <= since <= timezone.now() else None
+
+
+def catch_up(since: dt.datetime, view: str) -> list[str]:
+    """The frames a new socket needs: the cards changed (or removed) since its page read them."""
+    since -= FEED_OVERLAP  # a write that committed late carries an earlier time
+    rows = PrinterStatusRow.objects.filter(updated_at__gte=since)
+    changed = [*rows.values_list("printer_id", flat=True)]
+    changed += PrinterRemoval.objects.filter(at__gte=since).values_list("printer_id", flat=True)
+    return render_pushes(changed, (view,))[view] if changed else []
 
 
 # -- the change feed (no Redis) --------------------------------------------------------------

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from printers import thumbnails
+from printers import realtime, thumbnails
 from printers.bulk import bulk_choices
 from printers.camera_sources import camera_source
 from printers.cameras import camera_discover, camera_host
@@ -69,6 +69,7 @@ arender = sync_to_async(render)
 @require_GET
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     filters = DashboardFilters.from_query(request.GET)
+    socket_url = realtime.socket_url("wall" if filters.wall else "cards")  # before the cards are read
     printers = Printer.objects.with_status()
     if filters.state:
         printers = printers.in_state(filters.state)
@@ -96,6 +97,7 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
         "sort_choices": SORT_CHOICES,
         "group_choices": GROUP_CHOICES,
         "all_states_href": filters.href(state=""),
+        "socket_url": socket_url,
     }
     return render_fragment_or_page(request, "printers/dashboard.html", "printer-grid", context)
 
@@ -106,6 +108,7 @@ def dashboard(request: HtmxHttpRequest) -> HttpResponse:
 @viewer_required
 @require_GET
 def printer_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    socket_url = realtime.socket_url()  # before the card is read
     printer = get_object_or_404(Printer.objects.with_status(), pk=pk)
     now = timezone.now()
     samples = list(printer.temperature_samples.filter(at__gte=now - CHART_SPAN).order_by("at"))
@@ -120,6 +123,7 @@ def printer_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         "camera_stream": bool(camera.stream),
         "camera_snapshot": bool(camera.snapshot),
         "camera_note": camera.note,
+        "socket_url": socket_url,
     }
     return render(request, "printers/printer_detail.html", context)
 

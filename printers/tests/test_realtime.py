@@ -280,3 +280,39 @@ def test_a_socket_asks_for_its_view():
     assert realtime.view_of(b"view=wall") == "wall"
     assert realtime.view_of(b"") == "cards"
     assert realtime.view_of(b"view=%3Cscript%3E") == "cards"  # anything else: the cards
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_new_socket_gets_what_changed_since_its_page_read_the_cards(feed_mode):
+    # The feed already runs for another screen, and its window has moved past the change that
+    # came between this page's read and its socket opening (a slow page of 1,000 tiles).
+    user = await sync_to_async(UserFactory)()
+    printer, quiet = await sync_to_async(PrinterFactory)(), await sync_to_async(PrinterFactory)()
+    await settle()
+    other, _ = await open_socket(user)
+    try:
+        url = await sync_to_async(realtime.socket_url)("wall")  # the page reads its cards now
+        await record(printer.pk, PrinterStatus(state=State.PAUSED, progress=40.0))
+        assert 'class="card st-paused"' in await other.receive_from(timeout=5)  # the feed had it
+        late = timezone.now() - dt.timedelta(seconds=5)
+        await sync_to_async(PrinterStatusRow.objects.filter(printer_id=printer.pk).update)(updated_at=late)
+        url = url.replace(url.rsplit("=", 1)[1], f"{(late - dt.timedelta(seconds=1)).timestamp():.3f}")
+        wall, connected = await open_socket(user, url)
+        assert connected
+        try:
+            html = await wall.receive_from(timeout=5)
+            assert f'id="printer-card-{printer.pk}" class="card tile st-paused"' in html
+            assert f"printer-card-{quiet.pk}" not in html
+            assert await wall.receive_nothing(timeout=0.3)
+        finally:
+            await wall.disconnect()
+    finally:
+        await other.disconnect()
+
+
+def test_a_socket_catches_up_only_on_a_recent_page():
+    now = timezone.now()
+    assert realtime.since_of(f"since={now.timestamp() - 5:.3f}".encode()) is not None
+    assert realtime.since_of(f"since={now.timestamp() - 600:.3f}".encode()) is None  # re-reads instead
+    for junk in (b"since=", b"since=nan", b"since=1e400", b"since=-1", b"view=wall"):
+        assert realtime.since_of(junk) is None

@@ -121,7 +121,7 @@ def test_dashboard_full_page_and_htmx_fragment(web):
     assert "<html" in body
     assert f'id="printer-card-{printer.pk}"' in body
     assert 'id="state-counts"' in body
-    assert 'ws-connect="/ws/farm/"' in body
+    assert 'ws-connect="/ws/farm/?since=' in body
     assert "js/vendor/htmx.min.js" in body
 
     fragment = web.get(reverse("printers:dashboard"), **HX)
@@ -291,9 +291,11 @@ def test_wall_view_shows_tiles_without_forms(web):
     assert "50%" in tile.group(0)
     assert "<form" not in tile.group(0) and "hx-post" not in tile.group(0)  # a wall has no buttons
     assert "page-dashboard wall" in body
-    # Its socket asks for tiles, the dashboard's for cards (printers/realtime.py).
-    assert 'ws-connect="/ws/farm/?view=wall"' in body
-    assert 'ws-connect="/ws/farm/"' in text(web.get(reverse("printers:dashboard")))
+    # Its socket asks for tiles, the dashboard's for cards (printers/realtime.py), each saying
+    # when the page read them.
+    assert re.search(r'ws-connect="/ws/farm/\?view=wall&amp;since=\d+\.\d{3}"', body)
+    dashboard = text(web.get(reverse("printers:dashboard")))
+    assert re.search(r'ws-connect="/ws/farm/\?since=\d+\.\d{3}"', dashboard)
 
 
 def test_dashboard_query_count_does_not_grow_with_printers(web):
@@ -335,7 +337,7 @@ def test_detail_page_has_live_card_chart_events_and_no_key(web, user):
     body = text(response)
     assert response.status_code == 200
     assert f'id="printer-card-{printer.pk}"' in body
-    assert 'ws-connect="/ws/farm/"' in body
+    assert 'ws-connect="/ws/farm/?since=' in body
     assert body.count("<polyline") == 4  # hotend, bed, and their dashed targets
     assert "line hotend target" in body
     assert ">now<" in body and ">250°<" in body

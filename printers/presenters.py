@@ -270,7 +270,12 @@ def _job_as_shown(job: CardJob | None, state: State) -> CardJob | None:
 
 
 def _finding_fields(
-    printer: Printer, row: PrinterStatusRow | None, state: State, job: CardJob | None, now: dt.datetime
+    printer: Printer,
+    row: PrinterStatusRow | None,
+    state: State,
+    job: CardJob | None,
+    now: dt.datetime,
+    tags: tuple[str, ...],
 ) -> dict:
     """The card's location, search text and sort keys (printers.finding)."""
     ends = None
@@ -281,7 +286,7 @@ def _finding_fields(
         "location": printer.location,
         "find": find_text(
             name=printer.name,
-            tags=(t.name for t in printer.tags.all()),
+            tags=tags,
             location=printer.location,
             files=(shown_file, job.label if job is not None else ""),
         ),
@@ -324,6 +329,7 @@ def card_for(
         return getattr(row, f"{attr}_actual"), getattr(row, f"{attr}_target")
 
     hotend, bed = temps("hotend"), temps("bed")
+    tags = tuple(t.name for t in printer.tags.all())  # a manager per call: once, not twice
     ui = web_ui(printer.protocol, printer.base_url)
     thumbnail = row.thumbnail if row is not None and live and row.file and is_key(row.thumbnail) else ""
     message = row.message if row is not None else "Waiting for the first poll"
@@ -333,7 +339,7 @@ def card_for(
         for c in commands_for_state(state, printer.protocol, light=light)
     )
     return Card(
-        **_finding_fields(printer, row, state, jobs.get(printer.pk), now),
+        **_finding_fields(printer, row, state, jobs.get(printer.pk), now, tags),
         pk=printer.pk,
         name=printer.name,
         rank=rank,
@@ -353,7 +359,7 @@ def card_for(
         since_iso=since.isoformat() if since else "",
         since_text=since_text,
         last_seen_text=last_seen_text,
-        tags=tuple(t.name for t in printer.tags.all()),
+        tags=tags,
         actions=actions,
         job=_job_as_shown(jobs.get(printer.pk), state),
         bed_clear_url="" if printer.bed_clear else urls.bed_cleared(printer.pk),

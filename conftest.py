@@ -12,6 +12,27 @@ from printers.simulator import SimulatedFarm
 from printers.tests.factories import UserFactory
 from printfarm.testing import FarmFactory
 
+# Tests that run a whole site (web server and poller processes, chromium, or a load of
+# printers) keep one CPU busy for tens of seconds each. Under pytest-xdist (`-n 2 --dist
+# loadgroup`, scripts/test.sh) they all go to one worker, one at a time, so two of them never
+# starve each other; the other worker runs the rest of the suite beside them.
+SITE_MODULES = {
+    "jobs/tests/test_chaos.py",
+    "jobs/tests/test_upload_crash.py",
+    "printfarm/tests/test_change_path.py",
+    "printfarm/tests/test_docker.py",
+    "printfarm/tests/test_load.py",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        if item.get_closest_marker("browser") or module in SITE_MODULES:
+            item.add_marker(pytest.mark.xdist_group("site"))
+
 
 @pytest.fixture(autouse=True)
 def files_dir(settings, tmp_path: Path) -> Path:

@@ -12,11 +12,15 @@ if "PRINTFARM_DATA_DIR" not in os.environ:
     atexit.register(shutil.rmtree, _data_dir, ignore_errors=True)
 
 from printfarm.settings import *  # noqa: E402,F403
-from printfarm.settings import DATA_DIR, DATABASES  # noqa: E402
+from printfarm.settings import CHANNEL_LAYERS, DATA_DIR, DATABASES, REDIS_URL  # noqa: E402
+from printfarm.testing import redis_channel_layer  # noqa: E402
 
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # A real file, not :memory:, so threads (simulator, live server, channels) share it.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+
+if REDIS_URL:
+    CHANNEL_LAYERS = redis_channel_layer(REDIS_URL, **CHANNEL_LAYERS["default"]["CONFIG"])
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import os
 import socket
 import threading
 import time
@@ -21,6 +22,19 @@ if TYPE_CHECKING:
 
 # The root conftest's `make_farm` fixture: `await make_farm("moonraker", count=2)`.
 FarmFactory = Callable[..., Awaitable["SimulatedFarm"]]
+
+
+def redis_channel_layer(url: str, **config: object) -> dict:
+    """CHANNEL_LAYERS for a Redis layer at `url` whose channel and group names are this test
+    process's own: pytest-xdist's workers (and a site a test starts on the same Redis
+    database) each send to their own "farm" group, so no test receives another's frames."""
+    prefix = "asgi-test-" + os.environ.get("PYTEST_XDIST_WORKER", "main")
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {**config, "hosts": [url], "prefix": prefix},
+        }
+    }
 
 
 class FakeClock:

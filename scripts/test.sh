@@ -9,8 +9,12 @@ scripts/install_browser.sh
 .venv/bin/ruff format --check .
 .venv/bin/python manage.py makemigrations --check --dry-run --settings=printfarm.test_settings >/dev/null
 
+# Two pytest-xdist workers; the tests that run whole sites (browsers, the load and chaos runs)
+# stay on one of them, one at a time (the root conftest's xdist_group "site").
+# PRINTFARM_TEST_WORKERS=0 runs everything in this one process.
+XDIST=(-n "${PRINTFARM_TEST_WORKERS:-2}" --dist loadgroup)
 echo "== tests on SQLite, in-memory channel layer"
-env -u DATABASE_URL -u REDIS_URL .venv/bin/pytest -q "$@"
+env -u DATABASE_URL -u REDIS_URL .venv/bin/pytest -q "${XDIST[@]}" "$@"
 echo "== the Moonraker driver contract again, over its websocket subscription (the default transport)"
 env -u DATABASE_URL -u REDIS_URL PRINTFARM_MOONRAKER_TRANSPORT=websocket .venv/bin/pytest -q \
   printers/tests/drivers/test_contract.py -k moonraker
@@ -19,7 +23,7 @@ PG_URL=${PRINTFARM_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 RD_URL=${PRINTFARM_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}
 if .venv/bin/python scripts/services_up.py "$PG_URL" "$RD_URL"; then
   echo "== database and channel-layer tests on PostgreSQL + Redis"
-  DATABASE_URL=$PG_URL REDIS_URL=$RD_URL PRINTFARM_CHAOS_SEEDS=${PRINTFARM_CHAOS_SEEDS:-7} .venv/bin/pytest -q -m "not browser" \
+  DATABASE_URL=$PG_URL REDIS_URL=$RD_URL PRINTFARM_CHAOS_SEEDS=${PRINTFARM_CHAOS_SEEDS:-7} .venv/bin/pytest -q "${XDIST[@]}" -m "not browser" \
     printers/tests/test_services.py printers/tests/test_coordinator.py \
     printers/tests/test_views.py printers/tests/test_realtime.py \
     jobs/tests/test_dispatch.py jobs/tests/test_queue.py jobs/tests/test_library.py \

@@ -45,14 +45,14 @@ def webhook() -> Iterator[Webhook]:
         def do_POST(self) -> None:  # noqa: N802 - http.server's name
             length = int(self.headers.get("Content-Length", "0"))
             body = json.loads(self.rfile.read(length) or b"{}")
+            if hook.status < 400:  # kept before answering: once the sender has its 200, it is here
+                hook.bodies.append(body)
             self.send_response(hook.status)
             self.send_header("Content-Type", "application/json")
             answer = b'{"ok": true}' if hook.status < 400 else b'{"error": "receiver says no"}'
             self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
             self.wfile.write(answer)
-            if hook.status < 400:
-                hook.bodies.append(body)
 
         def log_message(self, *args: object) -> None:
             pass

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
 import re
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +50,39 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> Non
     raise TimeoutError(f"nothing listening on {port}")
 
 
+_migrated: list[Path] = []  # this process's migrated SQLite site with its admin, made once
+
+
+def _copy_migrated_site(data_dir: Path, env: dict[str, str]) -> str:
+    """Give `data_dir` a freshly migrated SQLite database with its admin (what `migrate` and
+    `ensure_admin` make there), copied from one this process made the first time; returns
+    the admin's password. Running both commands once per site cost each browser test seconds."""
+    if not _migrated:
+        template = Path(tempfile.mkdtemp(prefix="printfarm-site-"))
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        for args in (("migrate", "--noinput"), ("ensure_admin",)):
+            subprocess.run(
+                [sys.executable, str(ROOT / "manage.py"), *args],
+                env={**env, "PRINTFARM_DATA_DIR": str(template)},
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+            )
+        _migrated.append(template)
+    template = _migrated[0]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # sqlite3's backup API, not a file copy: a consistent database whatever its journal holds.
+    with (
+        contextlib.closing(sqlite3.connect(template / "printfarm.sqlite3")) as source,
+        contextlib.closing(sqlite3.connect(data_dir / "printfarm.sqlite3")) as copy,
+    ):
+        source.backup(copy)
+    password_file = data_dir / "initial_admin_password"
+    shutil.copyfile(template / "initial_admin_password", password_file)
+    password_file.chmod(0o600)
+    return password_file.read_text().strip()
+
+
 @contextlib.contextmanager
 def running_site(data_dir: Path, farm: SimulatedFarm, **env_extra: str) -> Iterator[dict]:
     """Migrate a fresh SQLite farm in `data_dir`, register `farm`'s printers, and run the
@@ -65,8 +102,11 @@ def running_site(data_dir: Path, farm: SimulatedFarm, **env_extra: str) -> Itera
             [*manage, *args], env=env, cwd=ROOT, check=True, capture_output=True, text=True
         ).stdout
 
-    run("migrate", "--noinput")
-    password = re.search(r"admin / (\S+)", run("ensure_admin")).group(1)
+    if "DATABASE_URL" in env:
+        run("migrate", "--noinput")
+        password = re.search(r"admin / (\S+)", run("ensure_admin")).group(1)
+    else:
+        password = _copy_migrated_site(data_dir, env)
     printers_file = data_dir / "printers.json"
     printers_file.write_text(
         json.dumps([{"name": p.name, "protocol": p.protocol, "base_url": p.base_url} for p in farm.printers])

@@ -19,6 +19,7 @@ from printers.services import printer_delete, printer_status_record_many
 from printers.state import PrinterStatus, State
 from printers.tests.factories import PrinterFactory, UserFactory, set_status
 from printfarm.asgi import application
+from printfarm.testing import redis_channel_layer
 
 IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -181,12 +182,7 @@ def test_render_push_splits_big_changes_into_frames():
 async def test_a_status_write_reaches_the_socket_through_redis(settings):
     # A real Redis (127.0.0.1:6379 on these machines and in CI), in both runs of the suite.
     settings.REDIS_URL = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [settings.REDIS_URL]},
-        }
-    }
+    settings.CHANNEL_LAYERS = redis_channel_layer(settings.REDIS_URL)
     settings.PRINTFARM_FEED_INTERVAL = 0.05
     user = await sync_to_async(UserFactory)()
     printer = await sync_to_async(PrinterFactory)()

@@ -399,7 +399,7 @@ def main() -> int:
                 context = browser.new_context(viewport={"width": 1920, "height": 1080})
                 page = context.new_page()
                 page.add_init_script(INSTRUMENT)
-                page.goto(url + "/")
+                page.goto(url + "/?view=wall")  # signed in, it lands on the wall: a display's browser
                 page.fill("input[name=username]", "admin")
                 page.fill("input[name=password]", password)
                 page.click("button[type=submit]")

@@ -52,6 +52,12 @@ class PrusaDigest(httpx.DigestAuth):
             fields["opaque"] = challenge.opaque
         return "Digest " + self._get_header_value(fields)
 
+    @property
+    def nonce(self) -> str:
+        """The nonce the next request goes with ("" before the first challenge)."""
+        challenge = getattr(self, "_last_challenge", None)
+        return challenge.nonce.decode() if challenge is not None else ""
+
     def take_challenge(self, request: httpx.Request, response: httpx.Response) -> bool:
         """Keep the nonce of a 401 answered to a request sent without credentials: an upload
         then goes with a nonce issued just now and never used (Buddy checks it when the

@@ -26,20 +26,14 @@ from printers.simulator import SimulatedFarm, running_farm
 from printers.simulator.bambu import DEFAULT_ACCESS_CODE, BambuDevice
 from printers.simulator.bambu_state import ERR_VERIFICATION_FAILED, FUN_SIGNATURE_REQUIRED
 from printers.simulator.printer import SimPrinter
+from printfarm.testing import eventually_sync
 
 WAIT = 20.0  # seconds a broken test may hang before it fails; measures nothing
 X1, P1 = 0, 1  # printer indexes in a two-printer Bambu farm (X1C full pushes, P1S deltas)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.02)
+    return eventually_sync(predicate, timeout)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from printers.simulator import SimulatedFarm
 from printers.simulator.prusalink_state import PrusaLinkDevice
 from printers.state import State
 from printers.tests.drivers.conftest import LONG_PRINT, FarmFactory, gcode_file, wait_for
+from printfarm.testing import eventually
 
 NAME = "part.gcode"
 WHERE = "Settings → Network → PrusaLink"
@@ -79,7 +80,7 @@ async def test_digest_survives_nonces_going_stale_over_many_polls(
     device.nonce_lifetime = 0.2  # Buddy's ~5 s, shrunk: every poll now meets a stale nonce
     for _ in range(8):
         assert (await digest_driver.fetch_status()).state is State.IDLE
-        await asyncio.sleep(0.25)
+        await eventually(lambda: not device.nonce_fresh(digest_driver.digest.nonce))
     assert digest_driver.digest is not None and digest_driver.digest.challenges >= 8
     farm.set_fault(0, "stale_nonce")  # and every nonce serves one request only
     for _ in range(5):

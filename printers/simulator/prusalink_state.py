@@ -97,9 +97,12 @@ class PrusaLinkDevice:
         """Buddy: 32 random bits (per boot) and the time it was issued, 16 hex digits. Here in
         milliseconds and never the same twice (Buddy's seconds repeat), so that a single-use
         nonce ("stale_nonce") is really used once."""
-        issued = max(int(time.monotonic() * 1000), self.last_issued + 1)
-        self.last_issued = issued
-        return f"{self.nonce_random:08x}{issued & 0xFFFFFFFF:08x}"
+        self.last_issued = max(int(time.monotonic() * 1000), self.last_issued + 1)
+        return self.last_nonce()
+
+    def last_nonce(self) -> str:
+        """The nonce issued last (tests wait for it to go stale)."""
+        return f"{self.nonce_random:08x}{self.last_issued & 0xFFFFFFFF:08x}"
 
     def nonce_fresh(self, nonce: str) -> bool:
         if len(nonce) != 16:

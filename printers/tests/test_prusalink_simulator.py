@@ -5,7 +5,6 @@ one transfer at a time, the three request slots, the faults; and a third-party c
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import socket
@@ -23,7 +22,7 @@ from pyprusalink.types import Conflict, InvalidAuth, NotFound
 from printers.management.commands.simulate_printers import _write_printers_file
 from printers.simulator import SimulatedFarm, running_farm
 from printers.simulator.printer import FAULTS, PRUSALINK_FAULTS, faults_for
-from printfarm.testing import eventually_sync
+from printfarm.testing import eventually, eventually_sync
 
 WAIT = 20.0  # seconds a broken test may hang before it fails; measures nothing
 GCODE = (
@@ -592,8 +591,9 @@ async def test_pyprusalink_against_the_simulator(farm):
         assert status["printer"]["state"] == "STOPPED" and "job" not in status
 
         farm.set_nonce_lifetime(0, 0.2)  # its digest auth survives stale nonces
+        device = farm.prusalink(0)
         for _ in range(3):
             assert (await api.get_status())["printer"]["state"] == "STOPPED"
-            await asyncio.sleep(0.25)  # lets the nonce expire; nothing here depends on time
+            await eventually(lambda: not device.nonce_fresh(device.last_nonce()))
         with pytest.raises(InvalidAuth):
             await PrusaLink(http, printer.base_url, "maker", "wrong").get_status()

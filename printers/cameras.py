@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
+from asgiref.sync import sync_to_async
 from django.utils.html import escape
 
 from printers.drivers import bambu_camera
@@ -203,6 +204,25 @@ async def camera_discover(*, protocol: str, base_url: str, api_key: str = "") ->
         stream_url=resolve_reported(base_url, stream, protocol=protocol),
     )
     return found if found.snapshot_url or found.stream_url else None
+
+
+async def camera_fill(printer) -> str:
+    """Fill in the webcam a newly added (or moved) printer reports, where it has no camera set:
+    the camera's host when one was stored, else "". The form and the API both ask."""
+    from printers.services import printer_camera_found  # services is the ORM side; not at import
+
+    if printer.camera_snapshot_url or printer.camera_stream_url:
+        return ""  # an admin's own camera is never replaced
+    found = await camera_discover(
+        protocol=printer.protocol, base_url=printer.base_url, api_key=printer.api_key
+    )
+    if found is None:
+        return ""
+    shown = camera_host(found.snapshot_url or found.stream_url)
+    stored = await sync_to_async(printer_camera_found)(
+        printer_id=printer.pk, snapshot_url=found.snapshot_url, stream_url=found.stream_url, shown=shown
+    )
+    return shown if stored else ""
 
 
 # -- snapshots ---------------------------------------------------------------------------------

@@ -34,6 +34,10 @@ class PrinterQuerySet(models.QuerySet["Printer"]):
     def with_status(self) -> PrinterQuerySet:
         return self.select_related("status").prefetch_related("tags")
 
+    def for_cards(self) -> PrinterQuerySet:
+        """For `presenters.cards_for`, which reads every printer's tags in one query of its own."""
+        return self.select_related("status")
+
     def in_state(self, state: str) -> PrinterQuerySet:
         if state == State.MAINTENANCE:
             return self.filter(models.Q(enabled=False) | models.Q(status__state=state))

@@ -302,10 +302,11 @@ def card_for(
     jobs: Mapping[int, CardJob] | None = None,
     health: PollerHealth | None = None,
     rank: int = 0,
+    tags: Mapping[int, tuple[str, ...]] | None = None,
 ) -> Card:
-    """Build a card from a printer loaded with `Printer.objects.with_status()`; without `jobs`
-    (from `card_jobs`) it costs one query for the printer's job, without `health` (from
-    `poller_health`) one for the pollers' heartbeats."""
+    """Build a card from a printer loaded with `Printer.objects.with_status()` (or `for_cards()`
+    with `tags`); without `jobs` (from `card_jobs`) it costs one query for the printer's job,
+    without `health` (from `poller_health`) one for the pollers' heartbeats."""
     now = now or timezone.now()
     urls = urls or CardUrls()
     if jobs is None:
@@ -329,7 +330,9 @@ def card_for(
         return getattr(row, f"{attr}_actual"), getattr(row, f"{attr}_target")
 
     hotend, bed = temps("hotend"), temps("bed")
-    tags = tuple(t.name for t in printer.tags.all())  # a manager per call: once, not twice
+    if tags is None:
+        tags = {printer.pk: tuple(t.name for t in printer.tags.all())}
+    tags = tags.get(printer.pk, ())
     ui = web_ui(printer.protocol, printer.base_url)
     thumbnail = row.thumbnail if row is not None and live and row.file and is_key(row.thumbnail) else ""
     message = row.message if row is not None else "Waiting for the first poll"
@@ -381,12 +384,32 @@ def card_for(
 
 
 def cards_for(printers: Iterable[Printer]) -> list[Card]:
+    """Cards for printers loaded with `Printer.objects.for_cards()`: a few queries in all."""
     printers = list(printers)
     now, urls, jobs = timezone.now(), CardUrls(), card_jobs(p.pk for p in printers)
-    health, ranks = poller_health(), name_ranks()
+    health, ranks, tags = poller_health(), name_ranks(), printer_tags(p.pk for p in printers)
     return [
-        card_for(p, now=now, urls=urls, jobs=jobs, health=health, rank=ranks.get(p.pk, 0)) for p in printers
+        card_for(p, now=now, urls=urls, jobs=jobs, health=health, rank=ranks.get(p.pk, 0), tags=tags)
+        for p in printers
     ]
+
+
+WHOLE_FARM = 200  # more printers than this: read every printer's tags and keep the ones asked for
+
+
+def printer_tags(printer_ids: Iterable[int]) -> dict[int, tuple[str, ...]]:
+    """Each printer's tag names in name order (one query): a related manager per printer cost
+    more than the rest of its card."""
+    ids = set(printer_ids)
+    links = Printer.tags.through.objects.order_by("tag__name")
+    if len(ids) <= WHOLE_FARM:
+        links = links.filter(printer_id__in=ids)  # else all of them: cheaper than a huge IN list
+    tags: dict[int, list[str]] = {}
+    for printer_id, name in links.values_list("printer_id", "tag__name"):
+        if printer_id not in ids:
+            continue
+        tags.setdefault(printer_id, []).append(name)
+    return {pk: tuple(names) for pk, names in tags.items()}
 
 
 def name_ranks() -> dict[int, int]:

@@ -75,7 +75,7 @@ def render_views(ids: list[int], views: Sequence[str]) -> dict[str, str]:
     """Each view's oob HTML for these printers, from one set of cards."""
     if not ids:
         return dict.fromkeys(views, "")
-    cards = cards_for(Printer.objects.with_status().filter(pk__in=ids))
+    cards = cards_for(Printer.objects.for_cards().filter(pk__in=ids))
     found = {card.pk for card in cards}
     gone = "".join(
         f'<div id="printer-card-{pk}" hx-swap-oob="delete"></div>' for pk in ids if pk not in found

@@ -23,7 +23,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from printers import realtime, thumbnails
 from printers.bulk import bulk_choices
 from printers.camera_sources import camera_source
-from printers.cameras import camera_discover, camera_host
+from printers.cameras import camera_fill
 from printers.cards import render_grid_cards
 from printers.commands import COMMANDS, Outcome, command_send, connection_probe, printer_config
 from printers.drivers import DriverConfig
@@ -41,7 +41,6 @@ from printers.presenters import (
 )
 from printers.services import (
     printer_bed_set,
-    printer_camera_found,
     printer_create,
     printer_delete,
     printer_update,
@@ -70,7 +69,7 @@ arender = sync_to_async(render)
 def dashboard(request: HtmxHttpRequest) -> HttpResponse:
     filters = DashboardFilters.from_query(request.GET)
     socket_url = realtime.socket_url("wall" if filters.wall else "cards")  # before the cards are read
-    printers = Printer.objects.with_status()
+    printers = Printer.objects.for_cards()
     if filters.state:
         printers = printers.in_state(filters.state)
     if filters.tag:
@@ -190,7 +189,7 @@ async def _check_after_save(request: HttpRequest, printer: Printer, *, find_came
         protocol=printer.protocol, config=printer_config(printer), timeout=SAVE_PROBE_TIMEOUT
     )
     camera = ""
-    if outcome.ok and find_camera and not (printer.camera_snapshot_url or printer.camera_stream_url):
+    if outcome.ok and find_camera:
         camera = await _find_camera(printer)
     if outcome.ok:
         messages.success(request, f"Saved {printer.name}. {outcome.message}.{camera}")
@@ -204,18 +203,9 @@ async def _check_after_save(request: HttpRequest, printer: Printer, *, find_came
 
 
 async def _find_camera(printer: Printer) -> str:
-    """Fill in the webcam the printer reports (Moonraker's webcam list, OctoPrint's settings);
-    what to add to the "Saved" message."""
-    found = await camera_discover(
-        protocol=printer.protocol, base_url=printer.base_url, api_key=printer.api_key
-    )
-    if found is None:
-        return ""
-    shown = camera_host(found.snapshot_url or found.stream_url)
-    stored = await sync_to_async(printer_camera_found)(
-        printer_id=printer.pk, snapshot_url=found.snapshot_url, stream_url=found.stream_url, shown=shown
-    )
-    return f" Found its camera ({shown})." if stored else ""
+    """What to add to the "Saved" message about the webcam the printer reports, if any."""
+    shown = await camera_fill(printer)
+    return f" Found its camera ({shown})." if shown else ""
 
 
 @admin_required

@@ -139,7 +139,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "capacity": 1500,
+                "expiry": 30,
+                # Two farms on one Redis database keep apart by prefix (channels_redis's default).
+                "prefix": env_str("PRINTFARM_REDIS_PREFIX") or "asgi",
+            },
         }
     }
 else:

@@ -107,13 +107,15 @@ INSTRUMENT = """
 """
 
 PAINTED = """() => performance.getEntriesByType("paint").some((e) => e.name === "first-contentful-paint")
-  && performance.getEntriesByType("navigation")[0].loadEventEnd > 0"""
+  && performance.getEntriesByType("navigation")[0].loadEventEnd > 0
+  && performance.getEntriesByName("wall-fit").length > 0"""
 
 LOAD_FIGURES = """
 () => {
   const nav = performance.getEntriesByType("navigation")[0];
   const paint = Object.fromEntries(performance.getEntriesByType("paint").map((e) => [e.name, e.startTime]));
   const resources = performance.getEntriesByType("resource");
+  const fit = performance.getEntriesByName("wall-fit")[0];
   return {
     long_tasks_ms: window.__long.filter((x) => x[0] - performance.timeOrigin < nav.loadEventEnd)
       .map((x) => Math.round(x[1])),
@@ -126,6 +128,10 @@ LOAD_FIGURES = """
     resources: resources.length,
     resource_bytes: resources.reduce((sum, e) => sum + e.transferSize, 0),
     cards: document.querySelectorAll("[id^=printer-card-]").length,
+    // static/js/wall.js's first fit: the tiles at their final size (the page is loaded for
+    // its viewer only then, whichever comes later of this and loadEventEnd)
+    fitted_ms: fit.startTime + fit.duration, fit_ms: fit.duration,
+    fit_layouts: fit.detail.layouts, tile_px: fit.detail.tile,
   };
 }
 """
@@ -324,7 +330,6 @@ def main() -> int:
     }
     env.update(
         PRINTFARM_DATA_DIR=str(data_dir),
-        SECRET_KEY=secrets.token_urlsafe(32),
         DJANGO_SETTINGS_MODULE="printfarm.settings",
         DEBUG="0",
         PYTHONUNBUFFERED="1",
@@ -336,6 +341,8 @@ def main() -> int:
     db = data_dir / "printfarm.sqlite3"
     procs: list[subprocess.Popen] = []
     load_before = os.getloadavg()
+    # In the data dir rather than the environment: a --keep dir can be served again as it was.
+    (data_dir / "secret_key").write_text(secrets.token_urlsafe(32))
     try:
         print(f"data dir {data_dir}; load average {load_before}")
         subprocess.run(manage("migrate", "--noinput", "-v", "0"), env=env, cwd=ROOT, check=True, timeout=120)
@@ -453,6 +460,7 @@ def main() -> int:
                 page.evaluate(OBSERVE)
                 probe = BedProbe(db, probed, args.probe_every)
                 web_cpu0, poll_cpu0 = cpu_seconds(web.pid), cpu_seconds(poller.pid)
+                sim_cpu0 = cpu_seconds(simulator.pid)
                 frames["counting"] = True
                 cdp = context.new_cdp_session(page) if args.profile else None
                 if cdp:
@@ -475,6 +483,7 @@ def main() -> int:
                 window = time.monotonic() - t0
                 web_cpu = cpu_seconds(web.pid) - web_cpu0
                 poll_cpu = cpu_seconds(poller.pid) - poll_cpu0
+                sim_cpu = cpu_seconds(simulator.pid) - sim_cpu0
                 seen = page.evaluate("() => window.__wall")
                 messages = page.evaluate("() => window.__ws")
                 long_tasks = page.evaluate("() => window.__long")
@@ -487,7 +496,7 @@ def main() -> int:
         busy = [d for t, d in long_tasks if window_ms[0] <= t <= window_ms[1]]
         handled = [m[1] - m[0] for m in messages if m[1]]
         last = loads[-1]
-        worst_load = max(x["load_ms"] for x in loads) / 1000
+        worst_load = max(max(x["load_ms"], x["fitted_ms"]) for x in loads) / 1000
         p99 = live["db_write_to_browser_s"]["p99"]
         fcp = (last["first_contentful_paint_ms"] or 0) / 1000
         result = {
@@ -513,10 +522,11 @@ def main() -> int:
             "main_thread_long_task_share": round(sum(busy) / 1000 / window, 2),
             "web_cpu_percent": round(100 * web_cpu / window, 1),
             "poller_cpu_percent": round(100 * poll_cpu / window, 1),
+            "simulator_cpu_percent": round(100 * sim_cpu / window, 1),
             **live,
         }
         rows = [
-            ("wall load (loadEventEnd), worst of loads, s", f"{worst_load:.2f}", f"<= {TARGETS['load_s']:g}",
+            ("wall load (loadEventEnd or fitted), worst, s", f"{worst_load:.2f}", f"<= {TARGETS['load_s']:g}",
              worst_load <= TARGETS["load_s"]),
             ("first contentful paint, last load, s", f"{fcp:.2f}", "-", True),
             ("DB write -> card in browser, p99 s", f"{p99}", f"<= {TARGETS['update_p99_s']:g}",

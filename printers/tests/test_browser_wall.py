@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from printers.simulator import running_farm
-from printers.tests.browser_support import launch_chromium, log_in, running_site
+from printers.tests.browser_support import free_port, launch_chromium, log_in, running_site
 
 pytestmark = pytest.mark.browser
 
@@ -125,5 +125,29 @@ def test_a_pushed_tile_moves_to_its_place_without_reloading_the_wall(tmp_path):
             page.wait_for_function(f"() => ({names})()[0] === {last!r}", timeout=20_000)
             assert page.evaluate(names) == [last, *before[:-1]]
             assert reads == [], reads  # moved in place, not re-read
+        finally:
+            browser.close()
+
+
+def test_a_thousand_printers_fit_a_1080p_screen(tmp_path):
+    # The largest farm on the smallest screen: ~48 px tiles, names in two or three
+    # lines above their progress, every one on screen. Nothing listens at their address (they
+    # go offline): the test is the page's fit, not the printers.
+    from types import SimpleNamespace
+
+    from playwright.sync_api import sync_playwright
+
+    closed = f"http://127.0.0.1:{free_port()}"
+    names = [f"Workshop printer {i}" if i % 7 else f"p{i}" for i in range(1, 1001)]
+    farm = SimpleNamespace(
+        printers=[SimpleNamespace(name=n, protocol="moonraker", base_url=closed) for n in names]
+    )
+    with running_site(tmp_path, farm) as site, sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        try:
+            page = browser.new_page()
+            log_in(page, site)
+            seen = check_wall(page, site["url"], 1000, "1080p")
+            assert seen["tile"] >= 48, seen
         finally:
             browser.close()

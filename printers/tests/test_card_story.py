@@ -165,3 +165,38 @@ def test_card_and_printer_page_link_to_the_printers_interface_for_every_role(cli
     opener = re.search(r'<a [^>]*data-testid="open-web-ui"[^>]*>([^<]*)</a>', detail)
     assert opener is not None and "Open Mainsail/Fluidd" in opener.group(1)
     assert 'href="http://10.0.0.7/"' in opener.group(0) and 'rel="noopener noreferrer"' in opener.group(0)
+
+
+@pytest.mark.django_db
+def test_a_tile_is_rendered_once_while_only_what_it_does_not_show_changes(settings):
+    """The wall's tile caches on the card without the fields it does not show (NOT_ON_TILE):
+    "printing for 12 min" ticking on finds the tile already rendered. The tile rendered from
+    the whole card is the same HTML, so no blanked field is one the tile shows."""
+    from django.template.loader import get_template
+
+    from printers.cards import NOT_ON_TILE, TILE_TEMPLATE
+    from printers.presenters import CardTray
+
+    settings.TIME_ZONE = "UTC"
+    now = at("2026-03-02 12:00")
+    printer = _printing(PrinterFactory(), remaining=600, last_seen=now)
+    card = card_for(printer, now=now)
+    later = card_for(printer, now=now + dt.timedelta(minutes=2))
+    assert later.since_text != card.since_text  # the dashboard's card changed…
+    assert render_card(later, wall=True) is render_card(card, wall=True)  # …the tile did not
+
+    full = dataclasses.replace(
+        card,
+        time_left="1 min left",
+        printed="printed 3 min",
+        last_seen_text="last seen 11:59",
+        layers="layer 3 of 9",
+        thumbnail_url="/thumbnail",
+        web_ui_label="Mainsail",
+        web_ui_url="http://10.0.0.9/",
+        trays=(CardTray("AMS 1 slot 1", "PLA", "#000000", "black", "80%", True, "AMS 1 slot 1: PLA black"),),
+    )
+    shown_here = {name for name, blank in NOT_ON_TILE.items() if getattr(full, name) != blank}
+    assert shown_here == set(NOT_ON_TILE)  # every blanked field is set here
+    direct = get_template(TILE_TEMPLATE).render({"card": full, "oob": False})
+    assert direct == render_card(full, wall=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified
 from ninja import Query, Router, Status
 from pydantic import Field
 
 from printers import bulk
+from printers.cameras import camera_fill
 from printers.commands import COMMANDS, command_send
 from printers.forms import PrinterForm
 from printers.models import Printer
@@ -146,6 +147,7 @@ def printer_add(request: HttpRequest, body: schemas.PrinterIn):
     printer = printer_create(
         fields=form.printer_fields(), tags=form.cleaned_data["tags"], by=actor.user, via=actor.via
     )
+    async_to_sync(camera_fill)(printer)  # its webcam, as the form's "Saved" fills it in
     snapshot.invalidate()
     return Status(201, _fresh(printer.pk))
 
@@ -180,13 +182,15 @@ def printer_change(request: HttpRequest, printer_id: int, body: schemas.PrinterP
     form = _validated(data, printer)
     fields = form.printer_fields()
     fields |= dict.fromkeys(cameras_removed, "")
-    printer_update(
+    printer = printer_update(
         printer=printer,
         fields=fields,
         tags=form.cleaned_data["tags"],
         by=actor.user,
         via=actor.via,
     )
+    if {"base_url", "protocol"} & set(form.changed_data):
+        async_to_sync(camera_fill)(printer)  # another printer there: its webcam, if it reports one
     snapshot.invalidate()
     return _fresh(printer.pk)
 

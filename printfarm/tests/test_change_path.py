@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -151,7 +152,8 @@ class Site:
 def site(request, tmp_path_factory) -> Iterator[Site]:
     extra = {"PRINTFARM_FEED_INTERVAL": "0.3"}
     if request.param == "redis":
-        extra["REDIS_URL"] = REDIS_URL
+        # Other runs on this machine may share the database: this site's messages are its own.
+        extra |= {"REDIS_URL": REDIS_URL, "PRINTFARM_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:12]}"}
     database = _pg_database()
     if database:
         extra["DATABASE_URL"] = database

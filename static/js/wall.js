@@ -2,6 +2,8 @@
  * the window without scrolling (12 printers on a 4K TV: big tiles, text readable across the
  * room; 1,000 on 1080p: small ones), sets it and a matching font size as CSS variables on the
  * grid, and marks very small tiles so the stylesheet keeps only name, colour and progress.
+ * The tiles stay out of layout until the first fit (printfarm.css), which measures the real
+ * layout once or twice and predicts the rest (~0.1 s per layout of 1,000 tiles).
  * Runs on load, on resize and whenever the grid is swapped or cards are added or removed.
  */
 (function () {
@@ -9,7 +11,7 @@
 
   var MIN_TILE = 48; // px: below this the wall scrolls rather than shrink further
   var MAX_TILE = 640;
-  var STEP = 0.04; // the fit is within 4% of the largest tile that fits
+  var STEP = 0.04; // where the measured model misjudged: shrink in 4% steps until it fits
   var scheduled = false;
   var lastTile = 0;
 
@@ -25,50 +27,124 @@
     return root.scrollHeight <= window.innerHeight && root.scrollWidth <= window.innerWidth;
   }
 
-  // A first width from one measurement: a tile's height grows with its width (the font
-  // scales with it), so the wall's height grows with the square of the width.
-  function estimate(grid) {
-    var count = grid.querySelectorAll("article.card").length;
-    var top = grid.querySelector(".cards").getBoundingClientRect().top + window.scrollY;
-    var room = Math.max(1, window.innerHeight - top);
-    var guess = Math.sqrt((window.innerWidth * room) / count);
-    apply(grid, clamp(guess));
-    var used = Math.max(1, document.documentElement.scrollHeight - top);
-    return clamp(guess * Math.sqrt(room / used));
+  function fontOf(tile) {
+    return Math.max(6, Math.min(48, tile / 9.5));
   }
 
   function clamp(tile) {
     return Math.max(MIN_TILE, Math.min(MAX_TILE, Math.floor(tile)));
   }
 
-  // The largest tile at which the real layout (names wrap, text scales) needs no scrolling:
-  // from the last fit (or an estimate), grow or shrink in small steps, measuring the page
-  // each step — a few reflows of 1,000 tiles instead of a dozen.
+  // The fit per screen size and printer count, kept across reloads: a wall display that
+  // restarts starts from its answer and measures once.
+  var MEMORY = "printfarm-wall-fit";
+
+  function fitKey(wall) {
+    return [wall.count, Math.round(wall.width), Math.round(wall.room)].join("x");
+  }
+
+  function remembered(wall) {
+    try {
+      var kept = JSON.parse(window.localStorage.getItem(MEMORY) || "null");
+      return kept && kept.key === fitKey(wall) ? clamp(kept.tile) : 0;
+    } catch (e) {
+      return 0; // storage refused or garbled: estimate
+    }
+  }
+
+  function remember(wall, tile) {
+    try {
+      window.localStorage.setItem(MEMORY, JSON.stringify({ key: fitKey(wall), tile: tile }));
+    } catch (e) {
+      /* storage refused (private mode): estimate next time */
+    }
+  }
+
+  function columnsAt(wall, tile) {
+    return Math.max(1, Math.floor((wall.width + wall.gap) / (tile + wall.gap)));
+  }
+
+  // The wall measured at one or two widths predicts every other: the grid fits
+  // floor(width / tile) columns, and a row is a fixed part (padding, borders, the progress
+  // bar's minimum) plus a part that scales with the font (every other size is em of it), the
+  // two told apart by the last two measurements. Returns the largest width that should fit.
+  function predict(wall, points) {
+    var rows = function (w) {
+      return Math.ceil(wall.count / columnsAt(wall, w));
+    };
+    var last = points[points.length - 1];
+    var before = points[points.length - 2];
+    var fixed = 0;
+    var perFont = last.row / fontOf(last.tile);
+    if (before && fontOf(before.tile) !== fontOf(last.tile)) {
+      var slope = (last.row - before.row) / (fontOf(last.tile) - fontOf(before.tile));
+      if (slope > 0 && slope <= perFont) {
+        perFont = slope; // else a layout change between them (small tiles hide lines): one point
+        fixed = last.row - slope * fontOf(last.tile);
+      }
+    }
+    for (var w = MAX_TILE; w > MIN_TILE; w--) {
+      if (rows(w) * (fixed + perFont * fontOf(w)) <= wall.room) return w;
+    }
+    return MIN_TILE;
+  }
+
+  // The largest tile at which the real layout (names wrap, text scales) needs no scrolling, in
+  // as few layouts of 1,000 tiles as possible (~0.1 s each): measure at a first guess, jump to
+  // what that measurement predicts, measure again; small steps only where the model was wrong.
   function fit() {
     scheduled = false;
     var grid = document.querySelector("#printer-grid.farm-wall");
     if (!grid || !grid.querySelector("article.card")) return;
-    var tile = lastTile || estimate(grid);
+    var started = window.performance ? performance.now() : 0;
+    var cards = grid.querySelector(".cards");
+    var top = cards.getBoundingClientRect().top + window.scrollY;
+    // What lies below the grid (the page's padding): the document's own height never reads
+    // less than the window, so the wall's height is measured at the grid's bottom instead.
+    var tail = Math.max(0, document.body.getBoundingClientRect().bottom - grid.getBoundingClientRect().bottom);
+    var wall = {
+      count: grid.querySelectorAll("article.card").length,
+      width: cards.clientWidth,
+      gap: parseFloat(window.getComputedStyle(cards).columnGap) || 0,
+      room: Math.max(1, window.innerHeight - top - tail),
+    };
+    // From the last fit on this screen of this many printers (a display reloading), else from
+    // the area each tile has, a tile being about 0.6 times as tall as it is wide.
+    var tile = lastTile || remembered(wall) || clamp(Math.sqrt((wall.width * wall.room) / (wall.count * 0.6)));
     apply(grid, tile);
-    if (fitsScreen()) {
-      for (var i = 0; i < 40 && tile < MAX_TILE; i++) {
-        var bigger = clamp(Math.max(tile + 1, tile * (1 + STEP)));
-        apply(grid, bigger);
-        if (!fitsScreen()) {
-          apply(grid, tile);
-          break;
-        }
-        tile = bigger;
-      }
-    } else {
-      for (var j = 0; j < 60 && tile > MIN_TILE; j++) {
-        tile = clamp(Math.min(tile - 1, tile * (1 - STEP)));
-        apply(grid, tile);
-        if (fitsScreen()) break;
-      }
+    // Until now the stylesheet kept the tiles out of layout (no data-tile; the measurements
+    // above cost nothing): the page would have laid out 1,000 tiles at a size about to change.
+    grid.dataset.tile = "fitting";
+    var best = 0; // the largest width measured to fit
+    var points = [];
+    var layouts = 0;
+    for (var k = 0; k < 3; k++) {
+      layouts++;
+      if (grid.style.getPropertyValue("--tile-w") !== tile + "px") apply(grid, tile);
+      var fits = fitsScreen();
+      if (fits && tile > best) best = tile;
+      var used = Math.max(1, grid.getBoundingClientRect().bottom + window.scrollY - top);
+      points.push({ tile: tile, row: used / Math.ceil(wall.count / columnsAt(wall, tile)) });
+      var next = predict(wall, points);
+      if (next === tile || next <= best || (fits && next < tile)) break;
+      tile = next;
+    }
+    if (best && tile !== best && !fitsScreen()) {
+      tile = best;
+      apply(grid, tile);
+    }
+    for (var j = 0; j < 60 && tile > MIN_TILE && !fitsScreen(); j++) {
+      tile = clamp(Math.min(tile - 1, tile * (1 - STEP))); // the model was wrong: small steps
+      apply(grid, tile);
+      layouts++;
     }
     lastTile = tile;
     grid.dataset.tile = String(tile);
+    remember(wall, tile);
+    // For scripts/bench_wall.py: when the first fit ended, and how long each took.
+    if (window.performance && performance.measure) {
+      performance.measure("wall-fit", { start: started, detail: { tile: tile, layouts: layouts } });
+    }
   }
 
   function schedule() {

@@ -208,3 +208,34 @@ def test_the_schema_has_no_key_twice(admin):
 
     json.loads(admin.get("/api/v1/openapi.json").content, object_pairs_hook=keep)
     assert twice == []
+
+
+@pytest.mark.django_db
+def test_a_printer_added_or_moved_through_the_api_gets_the_camera_it_reports(admin):
+    # As the form's "Saved" does: Moonraker's webcam list, OctoPrint's webcam settings.
+    with running_farm(count=2, protocol="mixed", speed=60) as farm:
+        moonraker, octoprint = farm.printers
+        body = {"name": "cam-api", "protocol": moonraker.protocol, "base_url": moonraker.base_url}
+        created = post(admin, "/api/v1/printers", body)
+        assert created.status_code == 201, created.content
+        pk = created.json()["id"]
+        snapshot_url, stream_url, _ = stored(pk)
+        assert snapshot_url.startswith(moonraker.base_url.rsplit(":", 1)[0]) and stream_url
+        assert created.json()["camera"]["source"] == "url"  # the relay, never the address
+        assert (
+            Printer.objects.get(pk=pk)
+            .events.filter(message__startswith="Found the printer's camera")
+            .exists()
+        )
+
+        # Moved to another printer: still the camera found, not the new one's (an admin's
+        # own, or one found, is never replaced)…
+        moved = patch(
+            admin, f"/api/v1/printers/{pk}", {"protocol": "octoprint", "base_url": octoprint.base_url}
+        )
+        assert moved.status_code == 200, moved.content
+        assert stored(pk)[:2] == (snapshot_url, stream_url)
+        # …unless it was removed first: then the new printer's is filled in.
+        patch(admin, f"/api/v1/printers/{pk}", {"camera_snapshot_url": None, "camera_stream_url": None})
+        patch(admin, f"/api/v1/printers/{pk}", {"base_url": moonraker.base_url, "protocol": "moonraker"})
+        assert stored(pk)[:2] == (snapshot_url, stream_url)

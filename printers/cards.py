@@ -1,6 +1,6 @@
 """Rendered printer cards, cached by the view-model they show.
 
-A card's HTML is a pure function of its frozen `Card` (plus the wall/oob switches), so the
+A card's HTML is a pure function of its frozen `Card` (plus the wall switch), so the
 `Card` itself is the cache key: a printer whose reading did not change costs a dict lookup
 instead of a template render. This is the precomputed snapshot DESIGN.md asks of the hot
 read path: the grid of 200 printers and every websocket push share it.
@@ -42,19 +42,23 @@ NOT_ON_TILE = {
 
 
 def render_card(card: Card, *, wall: bool = False, oob: bool = False, with_csrf: bool = False) -> str:
-    if wall:
-        return _render_tile(dataclasses.replace(card, **NOT_ON_TILE), oob)
-    return _render_card(card, oob, with_csrf)
+    """`oob`: marked for htmx's out-of-band swap (a websocket push). Marked here, not in the
+    template, so a pushed card and the same card in a page share one cached render."""
+    html = _render_tile(dataclasses.replace(card, **NOT_ON_TILE)) if wall else _render_card(card, with_csrf)
+    if not oob:
+        return html
+    end = html.index(">", html.index("<article "))  # the card's own tag: its attributes hold no ">"
+    return f'{html[:end]} hx-swap-oob="true"{html[end:]}'
 
 
 @lru_cache(maxsize=4096)
-def _render_tile(card: Card, oob: bool) -> str:
-    return get_template(TILE_TEMPLATE).render({"card": card, "oob": oob})
+def _render_tile(card: Card) -> str:
+    return get_template(TILE_TEMPLATE).render({"card": card})
 
 
 @lru_cache(maxsize=4096)
-def _render_card(card: Card, oob: bool, with_csrf: bool) -> str:
-    context = {"card": card, "oob": oob}
+def _render_card(card: Card, with_csrf: bool) -> str:
+    context = {"card": card}
     if with_csrf:
         context["csrf_token"] = _CSRF_PLACEHOLDER
     return get_template(CARD_TEMPLATE).render(context)

@@ -106,6 +106,9 @@ INSTRUMENT = """
 })();
 """
 
+LIVE = """() => document.querySelector("#live-status").dataset.live === "live" """
+SETTLE_S = 2.0
+
 PAINTED = """() => performance.getEntriesByType("paint").some((e) => e.name === "first-contentful-paint")
   && performance.getEntriesByType("navigation")[0].loadEventEnd > 0
   && performance.getEntriesByName("wall-fit").length > 0"""
@@ -131,7 +134,7 @@ LOAD_FIGURES = """
     // static/js/wall.js's first fit: the tiles at their final size (the page is loaded for
     // its viewer only then, whichever comes later of this and loadEventEnd)
     fitted_ms: fit.startTime + fit.duration, fit_ms: fit.duration,
-    fit_layouts: fit.detail.layouts, tile_px: fit.detail.tile,
+    fit_layouts: fit.detail.tried.length, fit_tried_px: fit.detail.tried, tile_px: fit.detail.tile,
   };
 }
 """
@@ -317,6 +320,9 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=50, help="idle Moonraker printers probed")
     parser.add_argument("--profile", action="store_true", help="CPU-profile the page over the window")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "wall.json")
+    parser.add_argument(
+        "--no-fit-memory", action="store_true", help="the cold load without the fit remembered in the browser"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir and logs")
     args = parser.parse_args()
 
@@ -425,6 +431,10 @@ def main() -> int:
                 # A running server, as a wall display finds it: it has served the wall before
                 # (templates compiled, its caches filled); the loads below are the browser's.
                 context.request.get(url + "/?view=wall", timeout=60_000)
+                # …and its other display (the page signed in) is live and past its catch-up
+                # burst: a display starting up meets a server in its steady state.
+                page.wait_for_function(LIVE, timeout=30_000)
+                time.sleep(SETTLE_S)
                 loads = []
                 for n in range(args.loads):
                     # The first load in a context of its own (logged in, empty HTTP cache): a wall
@@ -438,6 +448,8 @@ def main() -> int:
                     loading = cold.new_page() if cold else page
                     if cold:
                         loading.add_init_script(INSTRUMENT)
+                        if args.no_fit_memory:  # a display that never showed this wall before
+                            loading.add_init_script("localStorage.removeItem('printfarm-wall-fit')")
                     profiler = None
                     if args.profile and n == args.loads - 1:
                         profiler = (cold or context).new_cdp_session(loading)

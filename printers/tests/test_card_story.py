@@ -198,5 +198,5 @@ def test_a_tile_is_rendered_once_while_only_what_it_does_not_show_changes(settin
     )
     shown_here = {name for name, blank in NOT_ON_TILE.items() if getattr(full, name) != blank}
     assert shown_here == set(NOT_ON_TILE)  # every blanked field is set here
-    direct = get_template(TILE_TEMPLATE).render({"card": full, "oob": False})
+    direct = get_template(TILE_TEMPLATE).render({"card": full})
     assert direct == render_card(full, wall=True)

@@ -11,6 +11,9 @@
 
   var MIN_TILE = 48; // px: below this the wall scrolls rather than shrink further
   var MAX_TILE = 640;
+  var GAIN = 0.02; // a fit within 2% of the largest tile that fits is kept
+  var SMALL = 150; // px: below this a tile drops its temperatures and file
+  var TINY = 90; // px: below this only the name, the state's colour and the progress
   var STEP = 0.04; // where the measured model misjudged: shrink in 4% steps until it fits
   var scheduled = false;
   var lastTile = 0;
@@ -18,8 +21,8 @@
   function apply(grid, tile) {
     grid.style.setProperty("--tile-w", tile + "px");
     grid.style.setProperty("--tile-font", Math.max(6, Math.min(48, tile / 9.5)).toFixed(1) + "px");
-    grid.classList.toggle("tiles-small", tile < 150);
-    grid.classList.toggle("tiles-tiny", tile < 90);
+    grid.classList.toggle("tiles-small", tile < SMALL);
+    grid.classList.toggle("tiles-tiny", tile < TINY);
   }
 
   function fitsScreen() {
@@ -64,6 +67,23 @@
     return Math.max(1, Math.floor((wall.width + wall.gap) / (tile + wall.gap)));
   }
 
+  // A tile's height that does not scale with the font: its padding, borders and the gaps
+  // between its lines are pixels (printfarm.css), the rest is em.
+  function fixedHeight(tile) {
+    var style = window.getComputedStyle(tile);
+    var lines = 0;
+    for (var child = tile.firstElementChild; child; child = child.nextElementSibling) {
+      if (child.offsetParent !== null) lines++;
+    }
+    var px = function (name) {
+      return parseFloat(style[name]) || 0;
+    };
+    return (
+      px("paddingTop") + px("paddingBottom") + px("borderTopWidth") + px("borderBottomWidth") +
+      px("rowGap") * Math.max(0, lines - 1)
+    );
+  }
+
   // The wall measured at one or two widths predicts every other: the grid fits
   // floor(width / tile) columns, and a row is a fixed part (padding, borders, the progress
   // bar's minimum) plus a part that scales with the font (every other size is em of it), the
@@ -74,11 +94,11 @@
     };
     var last = points[points.length - 1];
     var before = points[points.length - 2];
-    var fixed = 0;
-    var perFont = last.row / fontOf(last.tile);
+    var fixed = Math.min(last.fixed, last.row); // one point: the pixels that don't scale, as read
+    var perFont = (last.row - fixed) / fontOf(last.tile);
     if (before && fontOf(before.tile) !== fontOf(last.tile)) {
       var slope = (last.row - before.row) / (fontOf(last.tile) - fontOf(before.tile));
-      if (slope > 0 && slope <= perFont) {
+      if (slope > 0 && slope <= last.row / fontOf(last.tile)) {
         perFont = slope; // else a layout change between them (small tiles hide lines): one point
         fixed = last.row - slope * fontOf(last.tile);
       }
@@ -109,24 +129,32 @@
       room: Math.max(1, window.innerHeight - top - tail),
     };
     // From the last fit on this screen of this many printers (a display reloading), else from
-    // the area each tile has, a tile being about 0.6 times as tall as it is wide.
-    var tile = lastTile || remembered(wall) || clamp(Math.sqrt((wall.width * wall.room) / (wall.count * 0.6)));
+    // the area each tile has: a tile is about 0.6 times as tall as it is wide, a tiny one
+    // (name and progress only) about 0.4.
+    var area = (wall.width * wall.room) / wall.count;
+    var guess = Math.sqrt(area / 0.6) < TINY ? Math.sqrt(area / 0.4) : Math.sqrt(area / 0.6);
+    var tile = lastTile || remembered(wall) || clamp(guess);
     apply(grid, tile);
     // Until now the stylesheet kept the tiles out of layout (no data-tile; the measurements
     // above cost nothing): the page would have laid out 1,000 tiles at a size about to change.
     grid.dataset.tile = "fitting";
     var best = 0; // the largest width measured to fit
     var points = [];
-    var layouts = 0;
+    var tried = [];
     for (var k = 0; k < 3; k++) {
-      layouts++;
+      tried.push(tile);
       if (grid.style.getPropertyValue("--tile-w") !== tile + "px") apply(grid, tile);
       var fits = fitsScreen();
       if (fits && tile > best) best = tile;
       var used = Math.max(1, grid.getBoundingClientRect().bottom + window.scrollY - top);
-      points.push({ tile: tile, row: used / Math.ceil(wall.count / columnsAt(wall, tile)) });
+      points.push({
+        tile: tile,
+        row: used / Math.ceil(wall.count / columnsAt(wall, tile)),
+        fixed: wall.gap + fixedHeight(cards.querySelector("article.card")),
+      });
       var next = predict(wall, points);
-      if (next === tile || next <= best || (fits && next < tile)) break;
+      // Fits, and the model finds no more than ~2% to gain: a layout is worth more than that.
+      if (next === tile || next <= best || (fits && next <= tile * (1 + GAIN))) break;
       tile = next;
     }
     if (best && tile !== best && !fitsScreen()) {
@@ -136,14 +164,14 @@
     for (var j = 0; j < 60 && tile > MIN_TILE && !fitsScreen(); j++) {
       tile = clamp(Math.min(tile - 1, tile * (1 - STEP))); // the model was wrong: small steps
       apply(grid, tile);
-      layouts++;
+      tried.push(tile);
     }
     lastTile = tile;
     grid.dataset.tile = String(tile);
     remember(wall, tile);
     // For scripts/bench_wall.py: when the first fit ended, and how long each took.
     if (window.performance && performance.measure) {
-      performance.measure("wall-fit", { start: started, detail: { tile: tile, layouts: layouts } });
+      performance.measure("wall-fit", { start: started, detail: { tile: tile, tried: tried } });
     }
   }
 

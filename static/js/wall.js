@@ -16,7 +16,7 @@
   var TINY = 90; // px: below this only the name, the state's colour and the progress
   var STEP = 0.04; // where the measured model misjudged: shrink in 4% steps until it fits
   var scheduled = false;
-  var lastTile = 0;
+  var lastFit = null; // this page's last fit: {tile, over}
 
   function apply(grid, tile) {
     grid.style.setProperty("--tile-w", tile + "px");
@@ -46,18 +46,24 @@
     return [wall.count, Math.round(wall.width), Math.round(wall.room)].join("x");
   }
 
+  // {tile, over}: the width that fit and the smallest measured not to (0: none), or null.
   function remembered(wall) {
     try {
       var kept = JSON.parse(window.localStorage.getItem(MEMORY) || "null");
-      return kept && kept.key === fitKey(wall) ? clamp(kept.tile) : 0;
+      if (!kept || kept.key !== fitKey(wall)) return null;
+      var tile = clamp(kept.tile);
+      return { tile: tile, over: kept.over > tile ? kept.over : 0 };
     } catch (e) {
-      return 0; // storage refused or garbled: estimate
+      return null; // storage refused or garbled: estimate
     }
   }
 
-  function remember(wall, tile) {
+  function remember(wall, fitted) {
     try {
-      window.localStorage.setItem(MEMORY, JSON.stringify({ key: fitKey(wall), tile: tile }));
+      window.localStorage.setItem(
+        MEMORY,
+        JSON.stringify({ key: fitKey(wall), tile: fitted.tile, over: fitted.over })
+      );
     } catch (e) {
       /* storage refused (private mode): estimate next time */
     }
@@ -133,7 +139,10 @@
     // (name and progress only) about 0.4.
     var area = (wall.width * wall.room) / wall.count;
     var guess = Math.sqrt(area / 0.6) < TINY ? Math.sqrt(area / 0.4) : Math.sqrt(area / 0.6);
-    var tile = lastTile || remembered(wall) || clamp(guess);
+    var known = lastFit || remembered(wall) || { tile: clamp(guess), over: 0 };
+    var tile = known.tile;
+    var over = known.over; // the smallest width known not to fit: not tried again
+    var measuredOver = 0; // …as measured now: only this is remembered, so a bound is re-checked
     apply(grid, tile);
     // Until now the stylesheet kept the tiles out of layout (no data-tile; the measurements
     // above cost nothing): the page would have laid out 1,000 tiles at a size about to change.
@@ -146,6 +155,8 @@
       if (grid.style.getPropertyValue("--tile-w") !== tile + "px") apply(grid, tile);
       var fits = fitsScreen();
       if (fits && tile > best) best = tile;
+      if (!fits && (!over || tile < over)) over = tile;
+      if (!fits && (!measuredOver || tile < measuredOver)) measuredOver = tile;
       var used = Math.max(1, grid.getBoundingClientRect().bottom + window.scrollY - top);
       points.push({
         tile: tile,
@@ -154,7 +165,9 @@
       });
       var next = predict(wall, points);
       // Fits, and the model finds no more than ~2% to gain: a layout is worth more than that.
-      if (next === tile || next <= best || (fits && next <= tile * (1 + GAIN))) break;
+      if (next === tile || next <= best || (over && next >= over) || (fits && next <= tile * (1 + GAIN))) {
+        break;
+      }
       tile = next;
     }
     if (best && tile !== best && !fitsScreen()) {
@@ -166,9 +179,9 @@
       apply(grid, tile);
       tried.push(tile);
     }
-    lastTile = tile;
+    lastFit = { tile: tile, over: measuredOver > tile ? measuredOver : 0 };
     grid.dataset.tile = String(tile);
-    remember(wall, tile);
+    remember(wall, lastFit);
     // For scripts/bench_wall.py: when the first fit ended, and how long each took.
     if (window.performance && performance.measure) {
       performance.measure("wall-fit", { start: started, detail: { tile: tile, tried: tried } });
@@ -183,7 +196,7 @@
   }
 
   window.addEventListener("resize", function () {
-    lastTile = 0; // another screen: start from an estimate
+    lastFit = null; // another screen: start from an estimate
     schedule();
   });
   document.addEventListener("DOMContentLoaded", schedule);
@@ -192,7 +205,7 @@
   document.addEventListener("htmx:afterSettle", function (evt) {
     var elt = evt.detail && evt.detail.elt;
     if (elt && (elt.id === "printer-grid" || (elt.querySelector && elt.querySelector("#printer-grid")))) {
-      lastTile = 0; // other printers, another count: start from an estimate
+      lastFit = null; // other printers, another count: start from an estimate
       schedule();
     }
   });

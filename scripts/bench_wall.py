@@ -320,9 +320,6 @@ def main() -> int:
     parser.add_argument("--probes", type=int, default=50, help="idle Moonraker printers probed")
     parser.add_argument("--profile", action="store_true", help="CPU-profile the page over the window")
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "wall.json")
-    parser.add_argument(
-        "--no-fit-memory", action="store_true", help="the cold load without the fit remembered in the browser"
-    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary data dir and logs")
     args = parser.parse_args()
 
@@ -448,8 +445,6 @@ def main() -> int:
                     loading = cold.new_page() if cold else page
                     if cold:
                         loading.add_init_script(INSTRUMENT)
-                        if args.no_fit_memory:  # a display that never showed this wall before
-                            loading.add_init_script("localStorage.removeItem('printfarm-wall-fit')")
                     profiler = None
                     if args.profile and n == args.loads - 1:
                         profiler = (cold or context).new_cdp_session(loading)

@@ -73,8 +73,11 @@ def test_outside_print_card_shows_thumbnail_end_clock_and_printer_link(tmp_path)
             assert link.get_attribute("href") == "http://127.0.0.1/"
             assert link.get_attribute("target") == "_blank"
             assert link.get_attribute("rel") == "noopener noreferrer"
-            card.screenshot(
-                path=str(Path(os.environ.get("PRINTFARM_SCREENSHOT_DIR", "/tmp")) / "card-story.png")
+            # The card is replaced by every push: a picture of where it is, not of one element
+            # that a push may detach while the screenshot waits for it to be stable.
+            page.screenshot(
+                path=str(Path(os.environ.get("PRINTFARM_SCREENSHOT_DIR", "/tmp")) / "card-story.png"),
+                clip=card.bounding_box(),
             )
         finally:
             browser.close()

@@ -330,9 +330,7 @@ def card_for(
         return getattr(row, f"{attr}_actual"), getattr(row, f"{attr}_target")
 
     hotend, bed = temps("hotend"), temps("bed")
-    if tags is None:
-        tags = {printer.pk: tuple(t.name for t in printer.tags.all())}
-    tags = tags.get(printer.pk, ())
+    names = tags.get(printer.pk, ()) if tags is not None else tuple(t.name for t in printer.tags.all())
     ui = web_ui(printer.protocol, printer.base_url)
     thumbnail = row.thumbnail if row is not None and live and row.file and is_key(row.thumbnail) else ""
     message = row.message if row is not None else "Waiting for the first poll"
@@ -342,7 +340,7 @@ def card_for(
         for c in commands_for_state(state, printer.protocol, light=light)
     )
     return Card(
-        **_finding_fields(printer, row, state, jobs.get(printer.pk), now, tags),
+        **_finding_fields(printer, row, state, jobs.get(printer.pk), now, names),
         pk=printer.pk,
         name=printer.name,
         rank=rank,
@@ -362,7 +360,7 @@ def card_for(
         since_iso=since.isoformat() if since else "",
         since_text=since_text,
         last_seen_text=last_seen_text,
-        tags=tags,
+        tags=names,
         actions=actions,
         job=_job_as_shown(jobs.get(printer.pk), state),
         bed_clear_url="" if printer.bed_clear else urls.bed_cleared(printer.pk),
